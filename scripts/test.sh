@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Install the test dependencies into ./.venv and run the whole suite: lint, types, tests.
+# With CI=true, tests that need PostgreSQL (127.0.0.1:5432) fail instead of skipping.
+# Extra arguments go to pytest (e.g. -k audit, -m "not model").
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON="${PYTHON:-python3}"
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -m venv .venv
+fi
+echo "==> installing aiport with test dependencies"
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+
+echo "==> ruff"
+.venv/bin/ruff check src tests bench
+.venv/bin/ruff format --check src tests bench
+echo "==> mypy"
+.venv/bin/mypy
+echo "==> pytest"
+set +e
+.venv/bin/pytest "$@"
+status=$?
+set -e
+if [ "$status" -eq 5 ]; then
+  echo "pytest collected no tests: that is a failure here" >&2
+  exit 1
+fi
+exit "$status"

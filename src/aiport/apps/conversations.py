@@ -1,0 +1,129 @@
+"""Conversations with apps: each belongs to the person who started it, keeps the form values
+it started with, and holds the messages as the model saw them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from aiport.accounts.authz import Action, Actor, ConversationAccess, authorize
+from aiport.domain.chat import Message
+from aiport.domain.errors import InvalidRequest, NotFound
+from aiport.store.apps import App, Conversation, ConversationMessage
+from aiport.store.models import iso_utc, utcnow
+
+TITLE_LENGTH = 80
+
+
+async def load_conversation(session: AsyncSession, actor: Actor, conversation_id: str, action: Action) -> Conversation:
+    conversation = await session.get(Conversation, conversation_id[:40])
+    if conversation is None:
+        raise NotFound("No conversation with that id or slug.", code="conversation_not_found")
+    authorize(actor, action, ConversationAccess(conversation.org_id, conversation.user_id))
+    return conversation
+
+
+async def list_conversations(
+    session: AsyncSession,
+    actor: Actor,
+    *,
+    app_id: str | None = None,
+    user_id: str | None = None,
+    include_drafts: bool = False,
+    limit: int = 50,
+    before: str | None = None,
+) -> list[tuple[Conversation, str]]:
+    """Newest first, with the app's slug. Only the caller's own, unless an org admin asks
+    for another user's (authorized by the caller with USER_VIEW)."""
+    query = (
+        select(Conversation, App.slug)
+        .join(App, App.id == Conversation.app_id)
+        .where(Conversation.org_id == actor.org_id, Conversation.user_id == (user_id or actor.user_id))
+    )
+    if app_id is not None:
+        query = query.where(Conversation.app_id == app_id)
+    if not include_drafts:
+        query = query.where(Conversation.is_draft.is_(False))
+    if before:
+        query = query.where(Conversation.id < before)
+    rows = await session.execute(query.order_by(Conversation.id.desc()).limit(limit))
+    return [(c, slug) for c, slug in rows.all()]
+
+
+async def messages_of(session: AsyncSession, conversation_id: str) -> list[ConversationMessage]:
+    query = (
+        select(ConversationMessage)
+        .where(ConversationMessage.conversation_id == conversation_id)
+        .order_by(ConversationMessage.id)
+    )
+    return list((await session.execute(query)).scalars())
+
+
+def history(messages: list[ConversationMessage]) -> list[Message]:
+    """The turns to send to the model again: user turns and the answers that have text."""
+    return [{"role": m.role, "content": m.content} for m in messages if m.role == "user" or m.content]
+
+
+async def drop_last_answer(session: AsyncSession, messages: list[ConversationMessage]) -> list[ConversationMessage]:
+    """For regenerate: remove the answers after the last user turn (the audit log keeps them)."""
+    while messages and messages[-1].role == "assistant":
+        await session.delete(messages.pop())
+    if not messages:
+        raise InvalidRequest("There is nothing to regenerate in this conversation.", param="conversation_id")
+    return messages
+
+
+def title_from(text: str, fallback: str) -> str:
+    line = " ".join(text.split())
+    if not line:
+        return fallback[:TITLE_LENGTH]
+    return line if len(line) <= TITLE_LENGTH else line[: TITLE_LENGTH - 1] + "…"
+
+
+async def rename(conversation: Conversation, title: str) -> None:
+    title = " ".join(title.split())
+    if not title:
+        raise InvalidRequest("A title needs at least one character.", param="title")
+    conversation.title = title[:200]
+    conversation.updated_at = utcnow()
+
+
+async def delete_conversation(session: AsyncSession, conversation: Conversation) -> None:
+    await session.execute(delete(ConversationMessage).where(ConversationMessage.conversation_id == conversation.id))
+    await session.delete(conversation)
+
+
+def message_view(message: ConversationMessage) -> dict[str, Any]:
+    return {
+        "id": message.id,
+        "role": message.role,
+        "content": message.content,
+        "status": message.status,
+        "app_version_id": message.app_version_id,
+        "request_id": message.request_id,
+        "log_id": message.log_id,
+        "model": message.model,
+        "error": message.error,
+        "created_at": iso_utc(message.created_at),
+    }
+
+
+def conversation_view(
+    conversation: Conversation, slug: str, messages: list[ConversationMessage] | None = None
+) -> dict[str, Any]:
+    view: dict[str, Any] = {
+        "id": conversation.id,
+        "app_id": conversation.app_id,
+        "app_slug": slug,
+        "user_id": conversation.user_id,
+        "title": conversation.title,
+        "inputs": conversation.inputs,
+        "is_draft": conversation.is_draft,
+        "created_at": iso_utc(conversation.created_at),
+        "updated_at": iso_utc(conversation.updated_at),
+    }
+    if messages is not None:
+        view["messages"] = [message_view(m) for m in messages]
+    return view

@@ -1,0 +1,205 @@
+"""Quota ledgers: atomic reserve-then-settle counters, in process or in Redis.
+
+A reservation checks every quota a call touches and increments them all, or none, in one
+atomic step (a Lua script in Redis; a section without awaits in process). Concurrent
+calls can therefore never overrun a quota by more than what one call uses beyond its
+reservation. Counters start from the durable totals in the database (the audit log) when
+a window is first seen, so a restart or a new Redis loses nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from aiport.gateway.rules import QuotaRule
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    start: datetime
+    end: datetime  # when the quota resets (rolling: when the current slice ends)
+    key: str
+    prev_key: str | None = None  # rolling windows: the previous slice, weighted
+    prev_start: datetime | None = None
+    prev_weight: float = 0.0
+
+
+def window_for(rule: QuotaRule, now: datetime | None = None) -> Window:
+    now = now or datetime.now(UTC)
+    base = f"aiport:q:{rule.id}:"
+    if rule.period == "rolling":
+        span = max(int(rule.rolling_seconds or 86400), 1)
+        epoch = now.timestamp()
+        index = int(epoch // span)
+        start = datetime.fromtimestamp(index * span, UTC)
+        weight = 1.0 - (epoch - index * span) / span
+        return Window(
+            start,
+            start + timedelta(seconds=span),
+            f"{base}r{index}",
+            f"{base}r{index - 1}",
+            start - timedelta(seconds=span),
+            weight,
+        )
+    day = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    if rule.period == "day":
+        start, end = day, day + timedelta(days=1)
+    elif rule.period == "week":
+        start = day - timedelta(days=day.weekday())
+        end = start + timedelta(days=7)
+    else:  # month
+        start = day.replace(day=1)
+        end = (start + timedelta(days=32)).replace(day=1)
+    return Window(start, end, f"{base}{int(start.timestamp())}")
+
+
+@dataclass(frozen=True, slots=True)
+class Charge:
+    """One quota touched by one call: how much the call reserves against it."""
+
+    rule: QuotaRule
+    window: Window
+    amount: float
+
+    @property
+    def ttl(self) -> int:
+        span = (self.window.end - self.window.start).total_seconds()
+        return int(span * 2) + 60
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    refused: Charge | None
+    used: list[float]  # per charge: usage after this reservation (or, if refused, before it)
+
+
+Seed = Callable[[QuotaRule, datetime, datetime], Awaitable[float]]
+
+
+class QuotaLedger(Protocol):
+    async def reserve(self, charges: list[Charge], seed: Seed) -> Outcome: ...
+
+    async def settle(self, charges: list[Charge], actual: list[float]) -> None: ...
+
+
+class MemoryLedger:
+    """For one process (the embedded default)."""
+
+    def __init__(self) -> None:
+        self._values: dict[str, tuple[float, float]] = {}  # key -> (value, expires at monotonic)
+
+    def _get(self, key: str | None) -> float:
+        if key is None:
+            return 0.0
+        hit = self._values.get(key)
+        if hit is None or hit[1] < time.monotonic():
+            return 0.0
+        return hit[0]
+
+    async def _ensure(self, key: str, rule: QuotaRule, start: datetime, end: datetime, ttl: int, seed: Seed) -> None:
+        hit = self._values.get(key)
+        if hit is not None and hit[1] >= time.monotonic():
+            return
+        value = await seed(rule, start, end)
+        if key not in self._values or self._values[key][1] < time.monotonic():
+            self._values[key] = (value, time.monotonic() + ttl)
+
+    async def reserve(self, charges: list[Charge], seed: Seed) -> Outcome:
+        for c in charges:
+            w = c.window
+            await self._ensure(w.key, c.rule, w.start, w.end, c.ttl, seed)
+            if w.prev_key and w.prev_start:
+                await self._ensure(w.prev_key, c.rule, w.prev_start, w.start, c.ttl, seed)
+        # no await from here on: check-and-increment is atomic in the event loop
+        used = [self._get(c.window.key) + self._get(c.window.prev_key) * c.window.prev_weight for c in charges]
+        for c, u in zip(charges, used, strict=True):
+            if u + c.amount > c.rule.limit:
+                return Outcome(refused=c, used=used)
+        for c in charges:
+            value, expires = self._values[c.window.key]
+            self._values[c.window.key] = (value + c.amount, expires)
+        return Outcome(refused=None, used=[u + c.amount for c, u in zip(charges, used, strict=True)])
+
+    async def settle(self, charges: list[Charge], actual: list[float]) -> None:
+        for c, real in zip(charges, actual, strict=True):
+            hit = self._values.get(c.window.key)
+            if hit is not None:
+                self._values[c.window.key] = (hit[0] + real - c.amount, hit[1])
+
+
+_RESERVE = """
+local n = tonumber(ARGV[1])
+local used = {}
+for i = 1, n do
+  local base = 1 + (i - 1) * 4
+  local limit = tonumber(ARGV[base + 1])
+  local amount = tonumber(ARGV[base + 2])
+  local weight = tonumber(ARGV[base + 3])
+  local cur = tonumber(redis.call('GET', KEYS[2 * i - 1]) or '0')
+  local prev = 0
+  if weight > 0 then prev = tonumber(redis.call('GET', KEYS[2 * i]) or '0') end
+  used[i] = cur + prev * weight
+  if used[i] + amount > limit then
+    local out = {i}
+    for j = 1, i do out[j + 1] = tostring(used[j]) end
+    return out
+  end
+end
+local out = {0}
+for i = 1, n do
+  local base = 1 + (i - 1) * 4
+  local amount = ARGV[base + 2]
+  redis.call('INCRBYFLOAT', KEYS[2 * i - 1], amount)
+  redis.call('EXPIRE', KEYS[2 * i - 1], tonumber(ARGV[base + 4]))
+  out[i + 1] = tostring(used[i] + tonumber(amount))
+end
+return out
+"""
+
+
+class RedisLedger:
+    """Shared by every gateway process of a deployment."""
+
+    def __init__(self, redis: Any) -> None:
+        self._redis = redis
+        self._script = redis.register_script(_RESERVE)
+        self._seeded: set[str] = set()
+
+    async def _ensure(self, key: str, rule: QuotaRule, start: datetime, end: datetime, ttl: int, seed: Seed) -> None:
+        if key in self._seeded:
+            return
+        if not await self._redis.exists(key):
+            value = await seed(rule, start, end)
+            await self._redis.set(key, repr(float(value)), nx=True, ex=ttl)
+        if len(self._seeded) > 50_000:
+            self._seeded.clear()
+        self._seeded.add(key)
+
+    async def reserve(self, charges: list[Charge], seed: Seed) -> Outcome:
+        keys: list[str] = []
+        args: list[Any] = [len(charges)]
+        for c in charges:
+            w = c.window
+            await self._ensure(w.key, c.rule, w.start, w.end, c.ttl, seed)
+            if w.prev_key and w.prev_start:
+                await self._ensure(w.prev_key, c.rule, w.prev_start, w.start, c.ttl, seed)
+            keys += [w.key, w.prev_key or w.key]
+            args += [c.rule.limit, c.amount, w.prev_weight if w.prev_key else 0, c.ttl]
+        result = await self._script(keys=keys, args=args)
+        index = int(result[0])
+        used = [float(x) for x in result[1:]]
+        if index:
+            return Outcome(refused=charges[index - 1], used=used + [0.0] * (len(charges) - len(used)))
+        return Outcome(refused=None, used=used)
+
+    async def settle(self, charges: list[Charge], actual: list[float]) -> None:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for c, real in zip(charges, actual, strict=True):
+                delta = real - c.amount
+                if delta:
+                    pipe.incrbyfloat(c.window.key, delta)
+            await pipe.execute()

@@ -1,0 +1,1 @@
+"""Built-in job kinds. Each module exports KIND, registered in aiport.jobs.registry."""

@@ -1,0 +1,1 @@
+"""Observability: the audit writer, log queries, usage."""

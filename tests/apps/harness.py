@@ -1,0 +1,151 @@
+"""An aiport for apps and people tests: the shared fake upstream plus the scripted model in
+its catalog, and `World`, a fresh organization per test module with one person per role."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+from aiport.accounts.keys import create_key
+from aiport.accounts.people import create_team, create_user, set_membership
+from aiport.config import Settings
+from aiport.store.models import Org
+from aiport.web.app import create_app
+from tests.conftest import Gateway, write_catalog
+from tests.support.servers import ServerThread
+
+PASSWORD = "correct horse battery"
+DEMO_PASSWORD = "demo-password-123"
+
+
+def start_apps_gateway(
+    tmp: Path, upstream_url: str, scripted_url: str, database_url: str | None, backend: str
+) -> Gateway:
+    from aiport.accounts.demo import seed_demo
+
+    path = write_catalog(tmp / "models.yaml", upstream_url)
+    catalog: dict[str, Any] = yaml.safe_load(path.read_text())
+    catalog["providers"]["scripted"] = {"kind": "openai_compat", "base_url": scripted_url + "/v1", "api_key": "sk-x"}
+    catalog["models"] += [
+        {"name": "scripted", "provider": "scripted", "supports_json_schema": True, "max_output_tokens": 4000},
+        {"name": "scripted-plain", "provider": "scripted", "max_output_tokens": 1000},
+    ]
+    path.write_text(yaml.safe_dump(catalog))
+    settings = Settings(
+        data_dir=tmp,
+        database_url=database_url,
+        AIPORT_CONFIG=path,
+        audit_flush_interval=0.05,
+        revocation_poll_seconds=0.2,
+        login_max_failures=3,
+    )
+    server = ServerThread(create_app(settings)).start()
+    rt = server.config.app.state.runtime  # type: ignore[union-attr]
+
+    async def seed() -> str:
+        async with rt.sessions() as session, session.begin():
+            result = await seed_demo(session, new_key=True, password=DEMO_PASSWORD)
+            assert result.api_key
+            return result.api_key
+
+    return Gateway(server=server, key=server.run(seed()), backend=backend)
+
+
+@dataclass
+class Person:
+    id: str
+    email: str
+    key: str
+    password: str = PASSWORD
+
+
+@dataclass
+class World:
+    """A fresh org: owner, admin, team A (admin + member), team B (admin + member), a member
+    in no team; and a stranger in another org."""
+
+    gateway: Gateway
+    org_id: str
+    team_a: str
+    team_b: str
+    people: dict[str, Person] = field(default_factory=dict)
+
+    def __getattr__(self, name: str) -> Person:
+        people = self.__dict__.get("people", {})
+        if name in people:
+            return people[name]  # type: ignore[no-any-return]
+        raise AttributeError(name)
+
+    def client(self, who: str) -> httpx.Client:
+        return self.gateway.client(self.people[who].key)
+
+    def as_(self, who: str) -> httpx.Client:
+        return self.client(who)
+
+
+_ROLES = {
+    # name: (org role, team, team role)
+    "owner": ("owner", None, None),
+    "admin": ("admin", None, None),
+    "a_admin": ("member", "a", "admin"),
+    "a_member": ("member", "a", "member"),
+    "b_admin": ("member", "b", "admin"),
+    "b_member": ("member", "b", "member"),
+    "loner": ("member", None, None),
+}
+
+
+def make_world(gateway: Gateway) -> World:
+    rt = gateway.runtime
+    tag = secrets.token_hex(3)
+
+    async def build() -> World:
+        async with rt.sessions() as session, session.begin():
+            org = Org(name=f"Org {tag}", slug=f"org-{tag}")
+            other = Org(name=f"Other {tag}", slug=f"other-{tag}")
+            session.add_all([org, other])
+            await session.flush()
+            teams = {t: await create_team(session, org.id, name=f"Team {t} {tag}") for t in ("a", "b")}
+            world = World(gateway=gateway, org_id=org.id, team_a=teams["a"].id, team_b=teams["b"].id)
+            members = {**_ROLES, "stranger": ("owner", None, None)}
+            for name, (role, team, team_role) in members.items():
+                user = await create_user(
+                    session,
+                    other.id if name == "stranger" else org.id,
+                    email=f"{name}-{tag}@example.com",
+                    name=name,
+                    role=role,
+                    password=PASSWORD,
+                )
+                if team is not None and team_role is not None:
+                    await set_membership(session, teams[team], user, team_role)
+                key = (await create_key(session, user, name="test")).secret
+                world.people[name] = Person(user.id, user.email, key)
+            return world
+
+    return gateway.server.run(build())  # type: ignore[no-any-return]
+
+
+def simple_app(slug: str, **overrides: Any) -> dict[str, Any]:
+    """A small generator app with a select, a number and a toggle, on the echo model."""
+    definition: dict[str, Any] = {
+        "name": f"App {slug}",
+        "slug": slug,
+        "kind": "generator",
+        "model": "echo",
+        "variables": [
+            {"name": "topic", "label": "Topic", "type": "short_text", "required": True},
+            {"name": "tone", "label": "Tone", "type": "select", "options": ["formal", "casual"], "default": "formal"},
+            {"name": "words", "label": "Words", "type": "number", "min": 10, "max": 500, "integer": True},
+            {"name": "emoji", "label": "Emoji", "type": "toggle", "default": False},
+        ],
+        "system_prompt": "Write in a {{ tone }} tone{% if words %}, about {{ words }} words{% endif %}.",
+        "prompt_template": "Topic: {{ topic }}{% if emoji %} (with emoji){% endif %}",
+    }
+    definition.update(overrides)
+    return definition
