@@ -68,8 +68,12 @@ def test_keys_are_scoped_per_user(gateway: Gateway, member: Member, fake_upstrea
 
 
 async def _duplicates(gateway: Gateway, key: str, payload: dict[str, Any], n: int) -> list[httpx.Response]:
-    async with httpx.AsyncClient(base_url=gateway.url, headers={"authorization": f"Bearer {key}"}, timeout=60,
-                                 limits=httpx.Limits(max_connections=n)) as c:
+    async with httpx.AsyncClient(
+        base_url=gateway.url,
+        headers={"authorization": f"Bearer {key}"},
+        timeout=60,
+        limits=httpx.Limits(max_connections=n),
+    ) as c:
         idem = {"idempotency-key": f"burst-{secrets.token_hex(4)}"}
         return await asyncio.gather(*(c.post("/v1/chat/completions", json=payload, headers=idem) for _ in range(n)))
 
@@ -131,8 +135,7 @@ def test_cache_control_no_cache_and_no_store(gateway: Gateway, member: Member, f
     assert fake_upstream.calls_with(text) == 2
 
 
-def test_model_level_cache_and_isolation_between_orgs_by_key(gateway: Gateway, member: Member,
-                                                             fake_upstream) -> None:
+def test_model_level_cache_and_isolation_between_orgs_by_key(gateway: Gateway, member: Member, fake_upstream) -> None:
     text = f"model cache {secrets.token_hex(4)}"
     payload = {"model": "cached-echo", "messages": [{"role": "user", "content": text}]}
     with gateway.client(member.key) as c:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -47,7 +47,12 @@ MODELS = {"echo": "fake-echo", "sleepy": "fake-sleep", "broken": "fake-500", "re
 def write_jobs_catalog(path: Path, upstream_url: str) -> Path:
     catalog = {
         "providers": {
-            "fake": {"kind": "openai_compat", "base_url": upstream_url + "/v1", "api_key": "sk-test", "timeout_seconds": 10}
+            "fake": {
+                "kind": "openai_compat",
+                "base_url": upstream_url + "/v1",
+                "api_key": "sk-test",
+                "timeout_seconds": 10,
+            }
         },
         "models": [
             {"name": name, "provider": "fake", "upstream_model": upstream, "max_output_tokens": 1000}
@@ -244,7 +249,10 @@ def worker_env(settings: Settings) -> dict[str, str]:
             "AIPORT_BROKER_URL": settings.broker_url or "",
             "AIPORT_JOB_QUEUE": settings.job_queue,
             "AIPORT_AUDIT_FLUSH_INTERVAL": "0.05",
-            **{f"AIPORT_{k.upper()}": str(v).lower() if isinstance(v, bool) else str(v) for k, v in JOB_SETTINGS.items()},
+            **{
+                f"AIPORT_{k.upper()}": str(v).lower() if isinstance(v, bool) else str(v)
+                for k, v in JOB_SETTINGS.items()
+            },
         }
     )
     return env

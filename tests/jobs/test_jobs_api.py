@@ -84,23 +84,35 @@ def test_summarize_by_map_reduce(any_jobs_gateway: Gateway) -> None:
         ({"kind": "chat_batch"}, "input", "input"),
         ({"kind": "chat_batch", "input": {"requests": []}}, "input.requests", "at least 1"),
         ({"kind": "chat_batch", "input": {"requests": [_chat("x")], "speed": 3}}, "input.speed", "not permitted"),
-        ({"kind": "chat_batch", "input": {"requests": [_chat("x"), {"model": "echo"}]}}, "input.requests[1].messages",
-         "messages"),
-        ({"kind": "chat_batch", "input": {"requests": [_chat("x", stream=True)]}}, "input.requests[0].stream",
-         "stream"),
-        ({"kind": "chat_batch", "input": {"requests": [_chat("x", model="nope")]}}, "input.requests[0].model",
-         "nope"),
-        ({"kind": "chat_batch", "input": {"requests": [_chat("x", temperature=9)]}},
-         "input.requests[0].temperature", "temperature"),
+        (
+            {"kind": "chat_batch", "input": {"requests": [_chat("x"), {"model": "echo"}]}},
+            "input.requests[1].messages",
+            "messages",
+        ),
+        (
+            {"kind": "chat_batch", "input": {"requests": [_chat("x", stream=True)]}},
+            "input.requests[0].stream",
+            "stream",
+        ),
+        ({"kind": "chat_batch", "input": {"requests": [_chat("x", model="nope")]}}, "input.requests[0].model", "nope"),
+        (
+            {"kind": "chat_batch", "input": {"requests": [_chat("x", temperature=9)]}},
+            "input.requests[0].temperature",
+            "temperature",
+        ),
         ({"kind": "summarize", "input": {"text": "hi"}}, "input.model", "model"),
         ({"kind": "summarize", "input": {"text": "   ", "model": "echo"}}, "input.text", "empty"),
-        ({"kind": "summarize", "input": {"text": "x" * 200_001, "model": "echo", "chunk_chars": 200}},
-         "input.chunk_chars", "limit"),
+        (
+            {"kind": "summarize", "input": {"text": "x" * 200_001, "model": "echo", "chunk_chars": 200}},
+            "input.chunk_chars",
+            "limit",
+        ),
         ({"kind": "summarize", "input": {"text": "hi", "model": "ghost"}}, "input.model", "ghost"),
     ],
 )
-def test_bad_input_is_a_422_naming_the_field(jobs_gateway: Gateway, body: dict[str, Any], param: str,
-                                             words: str) -> None:
+def test_bad_input_is_a_422_naming_the_field(
+    jobs_gateway: Gateway, body: dict[str, Any], param: str, words: str
+) -> None:
     with jobs_gateway.client() as c:
         r = c.post("/api/jobs", json=body)
     assert r.status_code == 422, r.text
@@ -123,7 +135,7 @@ def test_users_see_only_their_jobs_and_admins_see_all(jobs_gateway: Gateway) -> 
     with jobs_gateway.client(member) as mine, jobs_gateway.client(other) as theirs, jobs_gateway.client() as admin:
         job = mine.post("/api/jobs", json={"kind": "chat_batch", "input": {"requests": [_chat("mine")]}}).json()
         wait_job(mine, job["id"])
-        assert [j["id"] for j in mine.get("/api/jobs").json()["data"]][0] == job["id"]
+        assert next(j["id"] for j in mine.get("/api/jobs").json()["data"]) == job["id"]
         assert job["id"] not in [j["id"] for j in theirs.get("/api/jobs").json()["data"]]
         for path in (f"/api/jobs/{job['id']}", f"/api/jobs/{job['id']}/events"):
             r = theirs.get(path)
@@ -141,8 +153,10 @@ def test_users_see_only_their_jobs_and_admins_see_all(jobs_gateway: Gateway) -> 
 def test_list_filters_and_pages(jobs_gateway: Gateway) -> None:
     key = member_key(jobs_gateway, "alex@demo.aiport.local")
     with jobs_gateway.client(key) as c:
-        ids = [c.post("/api/jobs", json={"kind": "chat_batch", "input": {"requests": [_chat(str(i))]}}).json()["id"]
-               for i in range(3)]
+        ids = [
+            c.post("/api/jobs", json={"kind": "chat_batch", "input": {"requests": [_chat(str(i))]}}).json()["id"]
+            for i in range(3)
+        ]
         for job_id in ids:
             wait_job(c, job_id)
         page = c.get("/api/jobs", params={"limit": 2}).json()
@@ -157,8 +171,9 @@ def test_list_filters_and_pages(jobs_gateway: Gateway) -> None:
 def test_cancel_a_running_job(jobs_gateway: Gateway, jobs_upstream: Any) -> None:
     requests = [_chat(f"cancel-me {i}", model="sleepy") for i in range(20)]
     with jobs_gateway.client() as c:
-        job_id = c.post("/api/jobs", json={"kind": "chat_batch", "input": {"requests": requests, "concurrency": 1}}
-                        ).json()["id"]
+        job_id = c.post(
+            "/api/jobs", json={"kind": "chat_batch", "input": {"requests": requests, "concurrency": 1}}
+        ).json()["id"]
         wait_for(lambda: c.get(f"/api/jobs/{job_id}").json()["progress"]["done"] >= 1, what="first answer")
         r = c.post(f"/api/jobs/{job_id}/cancel")
         assert r.status_code == 200 and r.json()["status"] == "cancelled"
@@ -180,8 +195,9 @@ def test_idempotency_key_returns_the_same_job(jobs_gateway: Gateway) -> None:
         first = c.post("/api/jobs", json=body, headers={"idempotency-key": "batch-42"}).json()
         second = c.post("/api/jobs", json=body, headers={"idempotency-key": "batch-42"}).json()
         assert first["id"] == second["id"]
-        other = c.post("/api/jobs", json={**body, "input": {"requests": [_chat("twice")]}},
-                       headers={"idempotency-key": "batch-42"})
+        other = c.post(
+            "/api/jobs", json={**body, "input": {"requests": [_chat("twice")]}}, headers={"idempotency-key": "batch-42"}
+        )
         assert other.status_code == 422 and other.json()["error"]["code"] == "idempotency_key_reused"
 
 

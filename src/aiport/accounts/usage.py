@@ -38,8 +38,16 @@ async def usage_summary(
     if until is not None:
         query = query.where(AuditLog.created_at < until)
     rows = (await session.execute(query.group_by(AuditLog.user_id, AuditLog.app_id, AuditLog.model_used))).all()
-    data = [
-        {
+    data: list[dict[str, Any]] = []
+    totals: dict[str, Any] = {
+        "calls": 0,
+        "prompt_tokens": 0,
+        "completion_tokens": 0,
+        "total_tokens": 0,
+        "cost_usd": 0.0,
+    }
+    for user_id, app_id, model, calls, prompt, completion, cost in rows:
+        row = {
             "user_id": user_id,
             "app_id": app_id,
             "model": model,
@@ -49,10 +57,7 @@ async def usage_summary(
             "total_tokens": int(prompt) + int(completion),
             "cost_usd": float(cost),
         }
-        for user_id, app_id, model, calls, prompt, completion, cost in rows
-    ]
-    totals = {
-        key: sum(row[key] for row in data)
-        for key in ("calls", "prompt_tokens", "completion_tokens", "total_tokens", "cost_usd")
-    }
+        data.append(row)
+        for key in totals:
+            totals[key] += row[key]
     return {"object": "usage", "totals": totals, "data": data}

@@ -24,12 +24,27 @@ SEED_APPS: list[dict[str, Any]] = [
         "icon": "📝",
         "kind": "generator",
         "variables": [
-            {"name": "notes", "label": "Meeting notes", "type": "long_text", "required": True,
-             "help": "Paste the notes or the transcript."},
-            {"name": "language", "label": "Summary language", "type": "select", "options": _LANGUAGES,
-             "default": "English"},
-            {"name": "format", "label": "Format", "type": "select", "options": ["bullet points", "short paragraphs"],
-             "default": "bullet points"},
+            {
+                "name": "notes",
+                "label": "Meeting notes",
+                "type": "long_text",
+                "required": True,
+                "help": "Paste the notes or the transcript.",
+            },
+            {
+                "name": "language",
+                "label": "Summary language",
+                "type": "select",
+                "options": _LANGUAGES,
+                "default": "English",
+            },
+            {
+                "name": "format",
+                "label": "Format",
+                "type": "select",
+                "options": ["bullet points", "short paragraphs"],
+                "default": "bullet points",
+            },
             {"name": "action_items", "label": "List action items", "type": "toggle", "default": True},
         ],
         "system_prompt": (
@@ -48,13 +63,28 @@ SEED_APPS: list[dict[str, Any]] = [
         "icon": "✉️",
         "kind": "generator",
         "variables": [
-            {"name": "situation", "label": "What is it about?", "type": "long_text", "required": True,
-             "help": "What you want to say, or paste the email you are replying to."},
+            {
+                "name": "situation",
+                "label": "What is it about?",
+                "type": "long_text",
+                "required": True,
+                "help": "What you want to say, or paste the email you are replying to.",
+            },
             {"name": "recipient", "label": "Recipient", "type": "short_text", "help": "Who it is for (optional)."},
-            {"name": "tone", "label": "Tone", "type": "select",
-             "options": ["friendly", "formal", "direct", "apologetic"], "default": "friendly"},
-            {"name": "length", "label": "Length", "type": "select", "options": ["short", "medium", "long"],
-             "default": "short"},
+            {
+                "name": "tone",
+                "label": "Tone",
+                "type": "select",
+                "options": ["friendly", "formal", "direct", "apologetic"],
+                "default": "friendly",
+            },
+            {
+                "name": "length",
+                "label": "Length",
+                "type": "select",
+                "options": ["short", "medium", "long"],
+                "default": "short",
+            },
             {"name": "language", "label": "Language", "type": "select", "options": _LANGUAGES, "default": "English"},
         ],
         "system_prompt": (
@@ -72,11 +102,21 @@ SEED_APPS: list[dict[str, Any]] = [
         "icon": "🌐",
         "kind": "generator",
         "variables": [
-            {"name": "direction", "label": "Direction", "type": "select",
-             "options": ["Korean → English", "English → Korean"], "default": "Korean → English"},
+            {
+                "name": "direction",
+                "label": "Direction",
+                "type": "select",
+                "options": ["Korean → English", "English → Korean"],
+                "default": "Korean → English",
+            },
             {"name": "text", "label": "Text", "type": "long_text", "required": True},
-            {"name": "register", "label": "Register", "type": "select", "options": ["natural", "formal", "casual"],
-             "default": "natural"},
+            {
+                "name": "register",
+                "label": "Register",
+                "type": "select",
+                "options": ["natural", "formal", "casual"],
+                "default": "natural",
+            },
         ],
         "system_prompt": (
             "You are a professional translator. Translate {{ direction }} in a {{ register }} register. "
@@ -92,8 +132,7 @@ SEED_APPS: list[dict[str, Any]] = [
         "icon": "🛠️",
         "kind": "chat",
         "variables": [
-            {"name": "audience", "label": "Who will use the prompt?", "type": "short_text",
-             "default": "my team"},
+            {"name": "audience", "label": "Who will use the prompt?", "type": "short_text", "default": "my team"},
         ],
         "system_prompt": (
             "You help people write clear prompts for AI models, for {{ audience }}. Ask at most two "
