@@ -149,3 +149,12 @@ def simple_app(slug: str, **overrides: Any) -> dict[str, Any]:
     }
     definition.update(overrides)
     return definition
+
+
+def login(gateway: Gateway, email: str, password: str = PASSWORD) -> httpx.Client:
+    """A browser-like client: logged in with the session cookie, sending the CSRF header."""
+    client = httpx.Client(base_url=gateway.url, timeout=30)
+    r = client.post("/api/auth/login", json={"email": email, "password": password})
+    assert r.status_code == 200, r.text
+    client.headers["x-csrf-token"] = r.json()["csrf_token"]
+    return client

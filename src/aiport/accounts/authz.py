@@ -79,6 +79,7 @@ async def load_actor(session: AsyncSession, principal: Principal) -> Actor:
 
 
 class Action(StrEnum):
+    SELF = "self"  # act as a person on one's own things (keys, password, conversations): not an app key
     APP_CREATE = "app.create"
     APP_RUN = "app.run"  # see and run the published app
     APP_EDIT = "app.edit"  # draft, publish, roll back, share, keys, delete, test runs
@@ -167,7 +168,7 @@ def authorize(actor: Actor, action: Action, resource: Any = None) -> None:
     """Return if `actor` may do `action` on `resource`; raise 404 (hidden) or 403 otherwise."""
     if actor.app_key_app_id is not None and action is not Action.APP_RUN:
         raise _denied("This API key is bound to one app: it may only run that app.")
-    if action is Action.APP_CREATE:
+    if action in (Action.SELF, Action.APP_CREATE):
         return
     if action in (Action.APP_RUN, Action.APP_EDIT):
         assert isinstance(resource, AppAccess)

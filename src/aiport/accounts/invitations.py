@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from aiport.accounts.authz import ORG_ROLES, TEAM_ROLES
 from aiport.accounts.people import Conflict, create_user, normalize_email, set_membership
-from aiport.domain.errors import InvalidRequest, NotFound
+from aiport.domain.errors import NotFound, Unprocessable
 from aiport.gateway.identify import hash_key
 from aiport.store.models import Org, Team, User, iso_utc, utcnow
 from aiport.store.people import Invitation
@@ -35,9 +35,9 @@ async def create_invitation(
 ) -> tuple[str, Invitation]:
     """Return (token, row); the token is shown only now, as part of the invitation link."""
     if role not in ORG_ROLES:
-        raise InvalidRequest(f"role must be one of {', '.join(ORG_ROLES)}.", param="role")
+        raise Unprocessable(f"role must be one of {', '.join(ORG_ROLES)}.", param="role")
     if team_role not in TEAM_ROLES:
-        raise InvalidRequest(f"team_role must be one of {', '.join(TEAM_ROLES)}.", param="team_role")
+        raise Unprocessable(f"team_role must be one of {', '.join(TEAM_ROLES)}.", param="team_role")
     email = normalize_email(email)
     if (await session.execute(select(User.id).where(User.email == email))).first() is not None:
         raise Conflict(f"{email} already has an account.", param="email")

@@ -7,7 +7,7 @@ import asyncio
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from aiport.domain.errors import InvalidRequest
+from aiport.domain.errors import Unprocessable
 
 MIN_LENGTH = 8
 MAX_LENGTH = 1024  # argon2 takes any length; a cap keeps a huge body from costing CPU
@@ -20,9 +20,9 @@ _DUMMY_HASH = _hasher.hash("aiport-timing-equalizer")
 def check_policy(password: str, *, param: str = "password") -> None:
     """Refuse passwords that are too short or absurdly long, naming the field."""
     if len(password) < MIN_LENGTH:
-        raise InvalidRequest(f"A password needs at least {MIN_LENGTH} characters.", param=param)
+        raise Unprocessable(f"A password needs at least {MIN_LENGTH} characters.", param=param)
     if len(password) > MAX_LENGTH:
-        raise InvalidRequest(f"A password may have at most {MAX_LENGTH} characters.", param=param)
+        raise Unprocessable(f"A password may have at most {MAX_LENGTH} characters.", param=param)
 
 
 async def hash_password(password: str) -> str:

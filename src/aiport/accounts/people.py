@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from aiport.accounts.authz import ORG_ROLES, TEAM_ROLES
 from aiport.accounts.passwords import check_policy, hash_password
 from aiport.accounts.sessions import revoke_user_sessions
-from aiport.domain.errors import GatewayError, InvalidRequest, NotFound
+from aiport.domain.errors import GatewayError, NotFound, Unprocessable
 from aiport.store.models import ApiKey, Team, TeamMember, User, iso_utc, utcnow
 
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}\.[^@\s]{1,63}$")
@@ -34,7 +34,7 @@ class Conflict(GatewayError):
 def normalize_email(email: str, *, param: str = "email") -> str:
     email = email.strip().lower()
     if not _EMAIL.match(email):
-        raise InvalidRequest(f"'{email[:100]}' is not an email address.", param=param)
+        raise Unprocessable(f"'{email[:100]}' is not an email address.", param=param)
     return email
 
 
@@ -62,7 +62,7 @@ async def create_user(
     session: AsyncSession, org_id: str, *, email: str, name: str, role: str = "member", password: str | None = None
 ) -> User:
     if role not in ORG_ROLES:
-        raise InvalidRequest(f"role must be one of {', '.join(ORG_ROLES)}.", param="role")
+        raise Unprocessable(f"role must be one of {', '.join(ORG_ROLES)}.", param="role")
     email = normalize_email(email)
     if (await session.execute(select(User.id).where(User.email == email))).first() is not None:
         raise Conflict(f"A user with the email {email} already exists.", param="email")
@@ -89,7 +89,7 @@ async def _owners(session: AsyncSession, org_id: str) -> int:
 
 async def set_role(session: AsyncSession, user: User, role: str) -> None:
     if role not in ORG_ROLES:
-        raise InvalidRequest(f"role must be one of {', '.join(ORG_ROLES)}.", param="role")
+        raise Unprocessable(f"role must be one of {', '.join(ORG_ROLES)}.", param="role")
     if user.role == "owner" and role != "owner" and await _owners(session, user.org_id) <= 1:
         raise Conflict("This is the organization's last owner; make someone else owner first.", param="role")
     user.role = role
@@ -110,7 +110,7 @@ async def deactivate_user(session: AsyncSession, user: User) -> None:
 async def create_team(session: AsyncSession, org_id: str, *, name: str, slug: str | None = None) -> Team:
     slug = slugify(slug or name)
     if not slug:
-        raise InvalidRequest("A team needs a name with letters or digits.", param="name")
+        raise Unprocessable("A team needs a name with letters or digits.", param="name")
     taken = await session.execute(select(Team.id).where(Team.org_id == org_id, Team.slug == slug))
     if taken.first() is not None:
         raise Conflict(f"A team with the slug '{slug}' already exists.", param="slug")
@@ -122,7 +122,7 @@ async def create_team(session: AsyncSession, org_id: str, *, name: str, slug: st
 
 async def set_membership(session: AsyncSession, team: Team, user: User, role: str) -> TeamMember:
     if role not in TEAM_ROLES:
-        raise InvalidRequest(f"role must be one of {', '.join(TEAM_ROLES)}.", param="role")
+        raise Unprocessable(f"role must be one of {', '.join(TEAM_ROLES)}.", param="role")
     if user.org_id != team.org_id:
         raise NotFound(f"No user {user.id} in this organization.", param="user_id", code="user_not_found")
     member = await session.get(TeamMember, (team.id, user.id))

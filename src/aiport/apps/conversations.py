@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from aiport.accounts.authz import Action, Actor, ConversationAccess, authorize
 from aiport.domain.chat import Message
-from aiport.domain.errors import InvalidRequest, NotFound
+from aiport.domain.errors import NotFound, Unprocessable
 from aiport.store.apps import App, Conversation, ConversationMessage
 from aiport.store.models import iso_utc, utcnow
 
@@ -71,7 +71,7 @@ async def drop_last_answer(session: AsyncSession, messages: list[ConversationMes
     while messages and messages[-1].role == "assistant":
         await session.delete(messages.pop())
     if not messages:
-        raise InvalidRequest("There is nothing to regenerate in this conversation.", param="conversation_id")
+        raise Unprocessable("There is nothing to regenerate in this conversation.", param="conversation_id")
     return messages
 
 
@@ -85,7 +85,7 @@ def title_from(text: str, fallback: str) -> str:
 async def rename(conversation: Conversation, title: str) -> None:
     title = " ".join(title.split())
     if not title:
-        raise InvalidRequest("A title needs at least one character.", param="title")
+        raise Unprocessable("A title needs at least one character.", param="title")
     conversation.title = title[:200]
     conversation.updated_at = utcnow()
 

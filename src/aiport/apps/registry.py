@@ -25,7 +25,7 @@ from aiport.accounts.authz import (
 )
 from aiport.accounts.people import Conflict
 from aiport.apps.definition import AppDefinition, parse_definition
-from aiport.domain.errors import InvalidRequest, NotFound
+from aiport.domain.errors import NotFound, Unprocessable
 from aiport.store.apps import App, AppTeamShare, AppVersion
 from aiport.store.models import Team, iso_utc, utcnow
 
@@ -67,7 +67,7 @@ async def load_app(session: AsyncSession, actor: Actor, slug: str, action: Actio
 
 async def _validate_sharing(session: AsyncSession, actor: Actor, sharing: Sharing) -> None:
     if sharing.visibility not in VISIBILITIES:
-        raise InvalidRequest(f"visibility must be one of {', '.join(VISIBILITIES)}.", param="sharing.visibility")
+        raise Unprocessable(f"visibility must be one of {', '.join(VISIBILITIES)}.", param="sharing.visibility")
     wanted = set(sharing.team_ids) | ({sharing.team_id} if sharing.team_id else set())
     if wanted:
         found = await session.execute(select(Team.id).where(Team.org_id == actor.org_id, Team.id.in_(wanted)))
@@ -77,7 +77,7 @@ async def _validate_sharing(session: AsyncSession, actor: Actor, sharing: Sharin
                 f"No team {missing[0]} in this organization.", param="sharing.team_ids", code="team_not_found"
             )
     if sharing.visibility == "teams" and not sharing.team_ids:
-        raise InvalidRequest("Sharing with teams needs at least one team in team_ids.", param="sharing.team_ids")
+        raise Unprocessable("Sharing with teams needs at least one team in team_ids.", param="sharing.team_ids")
     check_sharing(actor, sharing.visibility, sharing.team_ids, sharing.team_id)
 
 

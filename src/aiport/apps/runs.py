@@ -32,7 +32,7 @@ from aiport.apps.definition import AppDefinition
 from aiport.apps.forms import validate_inputs
 from aiport.apps.registry import load_app, published
 from aiport.domain.chat import Delta
-from aiport.domain.errors import InvalidRequest
+from aiport.domain.errors import Unprocessable
 from aiport.domain.principal import Principal
 from aiport.gateway.call import Call
 from aiport.store.apps import App, AppVersion, Conversation, ConversationMessage
@@ -92,10 +92,10 @@ async def _target(
         app = await session.get(App, conversation.app_id)
         assert app is not None
         if slug is not None and slug != app.slug:
-            raise InvalidRequest("This conversation belongs to another app.", param="conversation_id")
+            raise Unprocessable("This conversation belongs to another app.", param="conversation_id")
         slug, spec.draft = app.slug, conversation.is_draft
     if slug is None:
-        raise InvalidRequest("Name the app or the conversation to continue.", param="conversation_id")
+        raise Unprocessable("Name the app or the conversation to continue.", param="conversation_id")
     loaded = await load_app(session, actor, slug, Action.APP_EDIT if spec.draft else Action.APP_RUN)
     if spec.draft:
         return loaded.app, None, loaded.draft, conversation
@@ -140,7 +140,7 @@ async def prepare_run(
         else:
             has_turns = any(m.role == "user" for m in earlier)
             if has_turns and not (spec.message or "").strip():
-                raise InvalidRequest("Write a message to continue the conversation.", param="message")
+                raise Unprocessable("Write a message to continue the conversation.", param="message")
             text = spec.message.strip() if has_turns and spec.message else first_turn(prompt, spec.message)
             user_message = ConversationMessage(conversation_id=conversation.id, role="user", content=text)
             session.add(user_message)

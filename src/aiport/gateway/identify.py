@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from aiport.domain.errors import Unauthenticated
 from aiport.domain.principal import Principal
+from aiport.store.apps import AppKey
 from aiport.store.models import ApiKey, TeamMember, User
 
 log = logging.getLogger("aiport.identify")
@@ -123,14 +124,15 @@ class KeyAuthenticator:
         async with self._sessions() as session:
             row = (
                 await session.execute(
-                    select(ApiKey, User)
+                    select(ApiKey, User, AppKey.app_id)
                     .join(User, User.id == ApiKey.user_id)
+                    .outerjoin(AppKey, AppKey.api_key_id == ApiKey.id)
                     .where(ApiKey.key_hash == digest, ApiKey.revoked_at.is_(None), User.is_active.is_(True))
                 )
             ).first()
             if row is None:
                 return None
-            key, user = row
+            key, user, bound_app = row
             team_id = key.team_id
             if team_id is None:
                 team_id = (
@@ -147,6 +149,6 @@ class KeyAuthenticator:
             user_id=user.id,
             api_key_id=key.id,
             team_id=team_id,
-            role=user.role,
+            role="member" if bound_app is not None else user.role,  # an app key never carries admin rights
             allowed_models=allowed,
         )

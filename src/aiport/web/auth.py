@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 from starlette.responses import Response
 
-from aiport.accounts.authz import Actor, load_actor
+from aiport.accounts.authz import Action, Actor, authorize, load_actor
 from aiport.accounts.passwords import MAX_LENGTH, verify_password
 from aiport.accounts.people import set_password, team_view, user_view
 from aiport.accounts.sessions import (
@@ -22,7 +22,7 @@ from aiport.accounts.sessions import (
     find_session,
     revoke_session,
 )
-from aiport.domain.errors import InvalidRequest, Unauthenticated
+from aiport.domain.errors import Unauthenticated, Unprocessable
 from aiport.store.models import Org, Team, TeamMember, User, iso_utc
 from aiport.store.people import WebSession
 from aiport.web.v1 import identify, runtime
@@ -141,15 +141,16 @@ class PasswordBody(BaseModel):
 
 @router.post("/password", summary="Change my password (ends my other sessions)")
 async def change_password(body: PasswordBody, request: Request) -> Response:
-    principal = await identify(request)
+    actor = await current_actor(request)
+    authorize(actor, Action.SELF)
     rt = runtime(request)
     async with rt.sessions() as session, session.begin():
-        user = await session.get(User, principal.user_id)
+        user = await session.get(User, actor.user_id)
         assert user is not None
         if user.password_hash is not None:
             ok, _ = await verify_password(user.password_hash, body.current_password)
             if not ok:
-                raise InvalidRequest("The current password is wrong.", param="current_password")
+                raise Unprocessable("The current password is wrong.", param="current_password")
         await set_password(session, user, body.new_password)
         token, web = await create_session(session, user, ttl_hours=rt.settings.session_ttl_hours)
         out = await me_view(session, user, web, "session")

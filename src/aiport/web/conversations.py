@@ -138,7 +138,7 @@ async def list_conversations(
     before: Annotated[str | None, Query(max_length=64)] = None,
 ) -> dict[str, Any]:
     actor = await current_actor(request)
-    authorize(actor, Action.APP_CREATE)  # people only, not app-bound keys
+    authorize(actor, Action.SELF)
     async with runtime(request).sessions() as session:
         if user_id is not None and user_id != actor.user_id:
             authorize(actor, Action.CONVERSATION_VIEW, ConversationAccess(actor.org_id, user_id))

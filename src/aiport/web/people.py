@@ -17,7 +17,7 @@ from aiport.accounts.authz import Action, Actor, TeamAccess, UserAccess, authori
 from aiport.accounts.keys import create_key, key_view, list_keys, revoke_key
 from aiport.accounts.sessions import create_session
 from aiport.accounts.usage import usage_summary
-from aiport.domain.errors import InvalidRequest, NotFound
+from aiport.domain.errors import NotFound, Unprocessable
 from aiport.store.models import ApiKey, Team, TeamMember, User, utcnow
 from aiport.store.people import Invitation
 from aiport.web.auth import current_actor, json_bytes, me_view, set_session_cookies
@@ -114,7 +114,7 @@ async def deactivate(user_id: str, request: Request) -> dict[str, Any]:
         if user.role == "owner":
             authorize(actor, Action.GRANT_OWNER)
         if user.id == actor.user_id:
-            raise InvalidRequest("You cannot deactivate yourself.", param="user_id")
+            raise Unprocessable("You cannot deactivate yourself.", param="user_id")
         await people.deactivate_user(session, user)
         view = people.user_view(user)
     rt.keys.invalidate()
@@ -137,7 +137,7 @@ async def reactivate(user_id: str, request: Request) -> dict[str, Any]:
 @router.get("/teams", summary="Teams: all of them for org admins, your own for everyone else")
 async def get_teams(request: Request) -> dict[str, Any]:
     actor = await current_actor(request)
-    authorize(actor, Action.APP_CREATE)  # any person (not an app-bound key)
+    authorize(actor, Action.SELF)
     async with runtime(request).sessions() as session:
         query = select(Team).where(Team.org_id == actor.org_id).order_by(Team.slug)
         if not actor.is_org_admin:
@@ -298,7 +298,7 @@ async def accept_invitation(token: str, body: InvitationAccept, request: Request
 @router.get("/keys", summary="My API keys (prefixes only)")
 async def get_my_keys(request: Request) -> dict[str, Any]:
     actor = await current_actor(request)
-    authorize(actor, Action.APP_CREATE)
+    authorize(actor, Action.SELF)
     async with runtime(request).sessions() as session:
         return _page([key_view(k) for k in await list_keys(session, actor.org_id, actor.user_id)])
 
@@ -310,7 +310,7 @@ class KeyBody(BaseModel):
 @router.post("/keys", status_code=201, summary="Create an API key for myself; the secret is shown only here")
 async def post_my_key(body: KeyBody, request: Request) -> dict[str, Any]:
     actor = await current_actor(request)
-    authorize(actor, Action.APP_CREATE)
+    authorize(actor, Action.SELF)
     async with runtime(request).sessions() as session, session.begin():
         user = await session.get(User, actor.user_id)
         assert user is not None
@@ -321,7 +321,7 @@ async def post_my_key(body: KeyBody, request: Request) -> dict[str, Any]:
 @router.delete("/keys/{key_id}", summary="Revoke one of my API keys (at once)")
 async def delete_my_key(key_id: str, request: Request) -> dict[str, Any]:
     actor = await current_actor(request)
-    authorize(actor, Action.APP_CREATE)
+    authorize(actor, Action.SELF)
     rt = runtime(request)
     async with rt.sessions() as session, session.begin():
         key = await session.get(ApiKey, key_id[:64])
@@ -355,7 +355,7 @@ async def get_usage(
         elif actor.is_org_admin:
             user_ids = None
         else:
-            authorize(actor, Action.APP_CREATE)
+            authorize(actor, Action.SELF)
             user_ids = [actor.user_id]
         summary = await usage_summary(session, actor.org_id, user_ids=user_ids, since=since, until=until)
     return {**summary, "scope": {"team_id": team_id, "user_id": user_id, "org": user_ids is None}}

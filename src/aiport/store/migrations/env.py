@@ -9,6 +9,7 @@ from sqlalchemy.engine import Connection
 
 from aiport.store import apps as _apps_tables  # noqa: F401  (register tables)
 from aiport.store import jobs as _jobs_tables  # noqa: F401  (register tables)
+from aiport.store import people as _people_tables  # noqa: F401  (register tables)
 from aiport.store.db import make_engine
 from aiport.store.models import Base
 

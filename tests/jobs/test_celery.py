@@ -1,0 +1,129 @@
+"""Jobs on Celery workers (`aiport worker` subprocesses) with the real brokers, RabbitMQ and
+Redis, and job state in the real PostgreSQL: a batch runs; a worker killed with SIGKILL
+mid-job is redelivered to another and the job ends exactly once (one result, one
+notification, one webhook delivery)."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from tests.conftest import Gateway
+from tests.jobs.conftest import (
+    RABBITMQ_URL,
+    REDIS_BROKER_URL,
+    Worker,
+    broker_or_skip,
+    delete_queue,
+    jobs_settings,
+    start_jobs_gateway,
+    wait_for,
+    wait_job,
+    worker_env,
+)
+from tests.jobs.fakes import JobsUpstream, WebhookReceiver
+from tests.support.postgres import create_database, drop_database
+
+BROKERS = {"rabbitmq": RABBITMQ_URL, "redis": REDIS_BROKER_URL}
+
+
+@dataclass
+class CeleryStack:
+    gateway: Gateway
+    env: dict[str, str]
+    broker: str
+    workers: list[Worker]
+
+    def worker(self, name: str) -> Worker:
+        w = Worker(self.env, name).wait_ready()
+        self.workers.append(w)
+        return w
+
+
+@pytest.fixture(params=sorted(BROKERS))
+def celery_stack(request: pytest.FixtureRequest, tmp_path: Any, jobs_upstream: JobsUpstream) -> Iterator[CeleryStack]:
+    """aiport (PostgreSQL, AIPORT_BROKER_URL set) publishing to its own queue on a real broker."""
+    broker = broker_or_skip(BROKERS[request.param])
+    queue = f"aiport.test.{secrets.token_hex(4)}"
+    url, name = create_database()
+    settings = jobs_settings(tmp_path, jobs_upstream.url, url, broker_url=broker, job_queue=queue)  # type: ignore[attr-defined]
+    gw = start_jobs_gateway(settings, "postgres")
+    stack = CeleryStack(gateway=gw, env=worker_env(settings), broker=request.param, workers=[])
+    try:
+        yield stack
+    finally:
+        for w in stack.workers:
+            w.stop()
+        gw.server.stop()
+        delete_queue(broker, queue)
+        drop_database(name)
+
+
+def _chat(text: str, model: str = "echo") -> dict[str, Any]:
+    return {"model": model, "messages": [{"role": "user", "content": text}]}
+
+
+def test_batch_runs_on_a_celery_worker(celery_stack: CeleryStack) -> None:
+    gw = celery_stack.gateway
+    assert gw.runtime.jobs.backend.name == "celery"
+    worker = celery_stack.worker("w1")
+    with gw.client() as c:
+        r = c.post("/api/jobs", json={"kind": "chat_batch", "input": {"requests": [_chat(f"c{i}") for i in range(4)]}})
+        assert r.status_code == 202, r.text
+        job = wait_job(c, r.json()["id"], timeout=40)
+    assert job["status"] == "succeeded", (job, worker.log())
+    contents = [x["response"]["choices"][0]["message"]["content"] for x in job["result"]["responses"]]
+    assert contents == [f"echo: c{i}" for i in range(4)]
+    # the worker's calls went through the one pipeline and reached the (shared) audit log
+    detailed = [gw.log(x["id"]) for x in gw.logs() if x["entry_point"] == "job"]
+    logs = [x for x in detailed if (x["client_request_id"] or "").startswith(f"job:{job['id']}:")]
+    assert len(logs) == 4 and {x["entry_point"] for x in logs} == {"job"}
+
+
+def test_killed_worker_job_is_redelivered_and_finishes_exactly_once(
+    celery_stack: CeleryStack, jobs_upstream: JobsUpstream, receiver: WebhookReceiver
+) -> None:
+    gw = celery_stack.gateway
+    tag = f"kill-{celery_stack.broker}-{secrets.token_hex(3)}"
+    hook_url = receiver.hook(tag)
+    n = 8
+    with gw.client() as c:
+        hook = c.post("/api/webhooks", json={"url": hook_url, "events": ["job.succeeded", "job.failed"]})
+        assert hook.status_code == 201, hook.text
+        receiver.set_secret(tag, hook.json()["secret"])
+        first = celery_stack.worker("doomed")
+        body = {"requests": [_chat(f"{tag} {i}", model="sleepy") for i in range(n)], "concurrency": 1}
+        job_id = c.post("/api/jobs", json={"kind": "chat_batch", "input": body}).json()["id"]
+        wait_for(
+            lambda: c.get(f"/api/jobs/{job_id}").json()["progress"]["done"] >= 2,
+            timeout=40,
+            what="two answers before the kill",
+        )
+        first.kill9()
+        assert c.get(f"/api/jobs/{job_id}").json()["status"] == "running"  # orphaned: its lease is still live
+        second = celery_stack.worker("rescuer")
+        job = wait_job(c, job_id, timeout=60)
+        assert job["status"] == "succeeded", (job, second.log())
+        assert job["attempt"] == 2  # redelivered once, not run twice in parallel
+        assert [x["response"]["choices"][0]["message"]["content"] for x in job["result"]["responses"]] == [
+            f"echo: {tag} {i}" for i in range(n)
+        ]
+        # the checkpoint kept finished answers: at most the one in flight at the kill was asked twice
+        asked = [jobs_upstream.calls[f"{tag} {i}"] for i in range(n)]
+        assert all(k >= 1 for k in asked) and sum(asked) <= n + 1, asked
+        # one notification for the user, one webhook delivery for the receiver
+        wait_for(lambda: receiver.received(tag), timeout=20, what="the webhook delivery")
+        notes = [x for x in c.get("/api/notifications").json()["data"] if x["data"]["job_id"] == job_id]
+        assert [x["type"] for x in notes] == ["job.succeeded"]
+        deliveries = c.get(f"/api/webhooks/{hook.json()['id']}/deliveries").json()["data"]
+        assert [(d["event_type"], d["status"]) for d in deliveries] == [("job.succeeded", "succeeded")]
+    import time
+
+    time.sleep(1.0)  # anything duplicated would have arrived by now
+    got = receiver.received(tag)
+    assert len(got) == 1 and got[0].valid_signature and got[0].status == 200
+    assert job_id.encode() in got[0].body
