@@ -55,7 +55,9 @@ def test_an_expired_link_is_refused_with_a_clear_message(world: World) -> None:
     async def expire() -> None:
         async with world.gateway.runtime.sessions() as session, session.begin():
             await session.execute(
-                update(Invitation).where(Invitation.id == invitation_id).values(expires_at=utcnow() - timedelta(minutes=1))
+                update(Invitation)
+                .where(Invitation.id == invitation_id)
+                .values(expires_at=utcnow() - timedelta(minutes=1))
             )
 
     world.gateway.server.run(expire())

@@ -52,7 +52,9 @@ def test_passwords_are_stored_as_argon2id_hashes_and_sessions_as_digests(world: 
         async with world.gateway.runtime.sessions() as session:
             user = await session.get(User, world.b_member.id)
             assert user is not None
-            hashes = (await session.execute(select(WebSession.token_hash).where(WebSession.user_id == user.id))).scalars()
+            hashes = (
+                await session.execute(select(WebSession.token_hash).where(WebSession.user_id == user.id))
+            ).scalars()
             return user.password_hash, list(hashes)
 
     password_hash, token_hashes = world.gateway.server.run(read())
@@ -73,7 +75,10 @@ def test_wrong_password_and_unknown_email_get_the_same_401(world: World) -> None
 def test_repeated_failures_are_throttled_with_retry_after(world: World) -> None:
     with httpx.Client(base_url=world.gateway.url) as c:
         for _ in range(3):  # login_max_failures=3 in the harness
-            assert c.post("/api/auth/login", json={"email": world.loner.email, "password": "wrong-wrong"}).status_code == 401
+            assert (
+                c.post("/api/auth/login", json={"email": world.loner.email, "password": "wrong-wrong"}).status_code
+                == 401
+            )
         r = c.post("/api/auth/login", json={"email": world.loner.email, "password": PASSWORD})
         assert r.status_code == 429 and int(r.headers["retry-after"]) > 0
         assert r.json()["error"]["code"] == "too_many_logins"
