@@ -123,7 +123,7 @@ def _dialect(session: AsyncSession) -> str:
     return session.get_bind().dialect.name
 
 
-def _ordered(query: LogQuery, dialect: str, cursor: str | None) -> Select[tuple[AuditLog]]:
+def _ordered(query: LogQuery, dialect: str, cursor: str | None) -> Select[AuditLog]:
     column = SORT_COLUMNS[query.sort]
     stmt = select(AuditLog).where(*where_clauses(query, dialect))
     if cursor:
