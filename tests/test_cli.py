@@ -81,3 +81,48 @@ def test_bad_config_is_a_clear_error(tmp_path: Path) -> None:
     assert result.returncode == 2 and "configuration error" in result.stderr and "kind" in result.stderr
     missing = run(env_for(tmp_path, tmp_path / "missing.yaml"), "models", ok=False)
     assert missing.returncode == 2 and "not found" in missing.stderr
+
+
+def test_quotas_and_limits_from_the_shell_bind_the_gateway(tmp_path: Path, fake_upstream) -> None:
+    env = env_for(tmp_path, write_catalog(tmp_path / "m.yaml", fake_upstream.url))
+    run(env, "seed-demo", "--key-file", str(tmp_path / "key"))
+    member_key = run(env, "keys", "create", "--email", "mina@demo.aiport.local").stdout.strip()
+
+    created = run(env, "quotas", "set", "user", "mina@demo.aiport.local", "--limit", "5", "--period", "day").stdout
+    assert created.startswith("created quota") and "5 tokens per day" in created
+    again = run(env, "quotas", "set", "user", "mina@demo.aiport.local", "--limit", "6").stdout
+    assert again.startswith("updated quota")
+    assert "6 tokens per day" in run(env, "quotas", "list").stdout
+    assert "created rate limit" in run(env, "limits", "set", "team", "support", "--rpm", "100").stdout
+    assert "support" not in run(env, "limits", "list").stdout  # stored as the team id, shown by id
+    assert "100 req/min" in run(env, "limits", "list").stdout
+
+    # bad rules are refused with the reason and change nothing
+    for args, reason in [
+        (("quotas", "set", "planet", "x", "--limit", "5"), "scope"),
+        (("quotas", "set", "user", "nobody@x", "--limit", "5"), "no user 'nobody@x'"),
+        (("quotas", "set", "org", "--limit", "5", "--period", "rolling"), "rolling_seconds"),
+        (("quotas", "set", "org", "--limit", "-1"), "limit"),
+        (("limits", "set", "model", "no-such-model", "--rpm", "5"), "No model 'no-such-model'"),
+        (("limits", "set", "team", "support"), "give rpm, tpm or both"),
+    ]:
+        result = run(env, *args, ok=False)
+        assert result.returncode == 1 and reason in result.stderr, (args, result.stderr)
+    assert run(env, "quotas", "list").stdout.count("\n") == 1
+
+    from aiport.config import Settings
+    from aiport.web.app import create_app
+
+    settings = Settings(data_dir=tmp_path, AIPORT_CONFIG=tmp_path / "m.yaml", audit_flush_interval=0.05)
+    with ServerThread(create_app(settings), port=free_port()) as server:
+        client = openai.OpenAI(base_url=server.url + "/v1", api_key=member_key, max_retries=0)
+        try:
+            client.chat.completions.create(model="echo", messages=[{"role": "user", "content": "a long question"}])
+            raise AssertionError("the 6-token quota should refuse this request")
+        except openai.RateLimitError as exc:
+            assert "quota" in str(exc).lower()
+
+    quota_id = run(env, "quotas", "list").stdout.split()[0]
+    assert "deleted quota" in run(env, "quotas", "delete", quota_id).stdout
+    assert run(env, "quotas", "list").stdout.strip() == "no quotas"
+    assert run(env, "quotas", "delete", quota_id, ok=False).returncode == 1

@@ -1,4 +1,4 @@
-"""`aiport serve | worker | migrate | seed-demo | logs | keys | models`."""
+"""`aiport serve | worker | migrate | seed-demo | logs | keys | quotas | limits | models`."""
 
 from __future__ import annotations
 
@@ -13,11 +13,14 @@ from typing import Annotated, Any, TypeVar
 import typer
 from sqlalchemy import select
 
+from aiport.cli_limits import limits_app, quotas_app
 from aiport.config import ConfigError, Settings
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="aiport: self-hosted AI platform.")
 keys_app = typer.Typer(no_args_is_help=True, help="Manage API keys.")
 app.add_typer(keys_app, name="keys")
+app.add_typer(quotas_app, name="quotas")
+app.add_typer(limits_app, name="limits")
 
 T = TypeVar("T")
 
