@@ -51,3 +51,10 @@ def any_apps_gateway(request: pytest.FixtureRequest) -> Gateway:
 @pytest.fixture(scope="module")
 def world(apps_gateway: Gateway) -> World:
     return make_world(apps_gateway)
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def any_world(request: pytest.FixtureRequest) -> World:
+    """A fresh organization on each database: authorization and runs must agree on both."""
+    gateway = request.getfixturevalue("apps_gateway" if request.param == "sqlite" else "apps_pg_gateway")
+    return make_world(gateway)

@@ -198,6 +198,8 @@ def authorize(actor: Actor, action: Action, resource: Any = None) -> None:
             raise _hidden("user")
         if actor.is_org_admin or resource.user_id == actor.user_id:
             return
+        if action is Action.USER_VIEW and resource.team_ids & actor.teams.keys():
+            return  # teammates see each other (the team's member list shows them anyway)
         if action is Action.USER_USAGE and resource.team_ids & actor.admin_team_ids:
             return
         raise _hidden("user")
