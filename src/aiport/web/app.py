@@ -19,6 +19,7 @@ from aiport.web.jobs import router as jobs_router
 from aiport.web.middleware import RequestIdMiddleware
 from aiport.web.openai_schema import ChatCompletionRequest
 from aiport.web.runtime import Runtime
+from aiport.web.ui import install as install_ui
 
 
 def create_app(
@@ -58,6 +59,7 @@ def create_app(
     app.include_router(people.router)
     app.include_router(apps_api.router)
     app.include_router(conversations.router)
+    install_ui(app)  # web UI pages and static files under /ui
 
     @app.get("/healthz", tags=["ops"], summary="Liveness")
     async def healthz() -> dict[str, str]:
