@@ -13,6 +13,7 @@ from aiport.apps.compose import ModelDirectory, build_request, compose_for_api, 
 from aiport.apps.forms import validate_inputs
 from aiport.apps.registry import load_app, published
 from aiport.apps.runs import run_principal
+from aiport.domain.errors import InvalidRequest, Unprocessable
 from aiport.gateway.call import Call
 
 APP_MODEL_PREFIX = "app:"
@@ -37,8 +38,11 @@ async def compose_app_call(
         actor = await load_actor(session, call.principal)
         loaded = await load_app(session, actor, request.model[len(APP_MODEL_PREFIX) :], Action.APP_RUN)
         version, defn = await published(session, loaded.app)
-    values = validate_inputs(defn, body.get("inputs"))
-    system, prompt = render_prompts(defn, values, max_prompt_chars)
+    try:
+        values = validate_inputs(defn, body.get("inputs"))
+        system, prompt = render_prompts(defn, values, max_prompt_chars)
+    except Unprocessable as exc:  # the OpenAI API answers bad input with 400, as OpenAI does
+        raise InvalidRequest(exc.message, param=exc.param, code=exc.code) from exc
     principal = run_principal(actor)
     call.principal = principal
     call.request = build_request(
