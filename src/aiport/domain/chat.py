@@ -48,6 +48,7 @@ class ChatRequest:
     client_request_id: str | None = None
     cache_ttl: int | None = None  # opt in to the response cache for this many seconds
     cache_mode: str | None = None  # "no-cache": don't read the cache; "no-store": don't touch it
+    parent_request_id: str | None = None  # the request that asked back, when this one resumes it
 
     @property
     def max_tokens(self) -> int | None:

@@ -86,3 +86,11 @@ class UpstreamTimeout(GatewayError):
     status = 504
     type = "upstream_error"
     code = "upstream_timeout"
+
+
+class StoreUnavailable(GatewayError):
+    """A shared store (Redis) the request depends on is unreachable; retrying later helps."""
+
+    status = 503
+    type = "api_error"
+    code = "store_unavailable"

@@ -48,6 +48,12 @@ class Call:
     cache_key: str | None = None
     cache_ttl: int | None = None
     recorded: bool = False
+    replay_of: str | None = None  # the first request's id when this call replays it
+
+    @property
+    def completion_id(self) -> str:
+        """The OpenAI `id` of the answer: an idempotent replay returns the first answer's id."""
+        return "chatcmpl-" + (self.replay_of or self.request_id).removeprefix("req_")
 
     # ---- filled by the call stage ----------------------------------------------------
     def take_completion(self, completion: Completion) -> None:
@@ -153,5 +159,6 @@ class Call:
             "saved_cost_usd": self.saved_cost_usd,
             "idempotency_key": self.idempotency_key,
             "attempts": self.attempts or None,
+            "parent_request_id": req.parent_request_id,
             "created_at": self.created_at,
         }

@@ -11,13 +11,14 @@ because a cost quota needs the chosen model's price (docs/architecture.md).
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from aiport.config import ModelConfig
 from aiport.domain.chat import Completion, Delta, Usage
-from aiport.domain.errors import GatewayError, Unprocessable, UpstreamError
+from aiport.domain.errors import GatewayError, StoreUnavailable, Unprocessable, UpstreamError
 from aiport.gateway.admit import Admission, Admitter
 from aiport.gateway.cache import CachedAnswer, ResponseCache, exact_key
 from aiport.gateway.call import Call
@@ -26,6 +27,8 @@ from aiport.gateway.resilience import CircuitBreaker, RetryPolicy, retryable
 from aiport.gateway.router import Route, Router
 from aiport.observe.audit import AuditWriter
 from aiport.providers.registry import ProviderRegistry
+
+log = logging.getLogger("aiport.pipeline")
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,7 +160,20 @@ class Pipeline:
         p = call.principal
         assert p is not None
         key = scoped_key(p.org_id, p.user_id, call.idempotency_key)
-        claim = await self.dedupe.claim(key, body_hash(call.request), call.request_id, self.options.idempotency_wait)
+        try:
+            claim = await self.dedupe.claim(
+                key, body_hash(call.request), call.request_id, self.options.idempotency_wait
+            )
+        except GatewayError:
+            raise
+        except Exception as exc:  # the shared store is down: at-most-once cannot be promised
+            log.warning("idempotency store unavailable: %s", exc)
+            raise StoreUnavailable(
+                "Idempotency keys cannot be checked right now (the shared store is unreachable), so this "
+                "request was not sent, to make sure it is never paid twice. Retry shortly with the same key.",
+                code="idempotency_unavailable",
+                headers={"retry-after": "5"},
+            ) from exc
         if claim.state == "mismatch":
             raise Unprocessable(
                 f"The Idempotency-Key '{call.idempotency_key}' was already used (request {claim.first_request_id}) "
@@ -166,6 +182,7 @@ class Pipeline:
             )
         if claim.state == "replay":
             call.route_reason = f"idempotent replay of {claim.first_request_id}"
+            call.replay_of = claim.first_request_id
             call.response_headers["x-aiport-idempotent-replay"] = "true"
             return claim.answer
         call.dedupe_key = key
@@ -182,7 +199,13 @@ class Pipeline:
         if call.request.cache_mode == "no-cache":
             call.response_headers["x-aiport-cache"] = "bypass"
             return None
-        answer = await self.cache.get(call.cache_key)
+        try:
+            answer = await self.cache.get(call.cache_key)
+        except Exception as exc:  # a cache that is down is a miss, not an outage
+            log.warning("response cache unavailable: %s", exc)
+            _degraded(call, "cache")
+            call.cache_key = None
+            return None
         if answer is None or time.time() - answer.stored_at > ttl:
             call.response_headers["x-aiport-cache"] = "miss"
             return None
@@ -274,12 +297,17 @@ class Pipeline:
         if call.cache_key is None and call.dedupe_key is None:
             return
         answer = CachedAnswer(completion, call.cost_usd, call.model.name if call.model else "", time.time())
-        if call.cache_key is not None and call.request.cache_mode != "no-store" and call.cache_ttl:
-            await self.cache.put(call.cache_key, answer, call.cache_ttl)
-        if call.dedupe_key is not None:
-            await self.dedupe.finish(
-                call.dedupe_key, body_hash(call.request), answer, call.request_id, self.options.idempotency_ttl
-            )
+        try:
+            if call.cache_key is not None and call.request.cache_mode != "no-store" and call.cache_ttl:
+                await self.cache.put(call.cache_key, answer, call.cache_ttl)
+            if call.dedupe_key is not None:
+                await self.dedupe.finish(
+                    call.dedupe_key, body_hash(call.request), answer, call.request_id, self.options.idempotency_ttl
+                )
+        except Exception as exc:  # the answer is delivered anyway; only its reuse is lost
+            log.warning("could not store the answer for reuse: %s", exc)
+            _degraded(call, "cache")
+        finally:
             call.dedupe_key = None
 
     async def _failed(self, call: Call, exc: BaseException) -> None:
@@ -290,7 +318,10 @@ class Pipeline:
             call.client_closed()
         if call.dedupe_key is not None:  # let a retry run instead of waiting on a failed leader
             key, call.dedupe_key = call.dedupe_key, None
-            await asyncio.shield(self.dedupe.abandon(key))
+            try:
+                await asyncio.shield(self.dedupe.abandon(key))
+            except Exception as abandon_error:  # the claim expires by itself
+                log.warning("could not release idempotency key: %s", abandon_error)
 
     @staticmethod
     def _as_gateway_error(exc: BaseException) -> BaseException:
@@ -342,3 +373,12 @@ async def _aclose(stream: AsyncIterator[Delta]) -> None:
             await aclose()
         except Exception:  # closing a broken upstream must not hide the record
             pass
+
+
+def _degraded(call: Call, part: str) -> None:
+    """Tell the client which shared part was skipped for this call (x-aiport-degraded: a, b)."""
+    present = call.response_headers.get("x-aiport-degraded")
+    if not present:
+        call.response_headers["x-aiport-degraded"] = part
+    elif part not in present.split(", "):
+        call.response_headers["x-aiport-degraded"] = f"{present}, {part}"

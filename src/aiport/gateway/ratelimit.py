@@ -15,9 +15,18 @@ from limits import RateLimitItemPerMinute
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from limits.storage import storage_from_string
 
+from aiport.domain.errors import GatewayError
 from aiport.gateway.rules import RateRule
 
 log = logging.getLogger("aiport.ratelimit")
+
+
+class RateLimitUnavailable(GatewayError):
+    """The shared counter store is down and rate limits are set to fail closed."""
+
+    status = 503
+    type = "api_error"
+    code = "rate_limit_unavailable"
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +52,10 @@ def storage_uri(redis_url: str | None) -> str:
 
 class RateLimiter:
     def __init__(self, redis_url: str | None, *, fail_open: bool = True) -> None:
-        self._storage = storage_from_string(storage_uri(redis_url), key_prefix="aiport-rl")
+        options: dict[str, float | str | bool] = {}
+        if redis_url:  # redis-py (already a dependency) rather than limits' default coredis client
+            options = {"implementation": "redispy", "socket_connect_timeout": 2, "socket_timeout": 2}
+        self._storage = storage_from_string(storage_uri(redis_url), key_prefix="aiport-rl", **options)
         self._limiter = SlidingWindowCounterRateLimiter(self._storage)
         self._fail_open = fail_open
         self._items: dict[int, RateLimitItemPerMinute] = {}
@@ -72,7 +84,11 @@ class RateLimiter:
                     return RateVerdict(refused=check, retry_after=reset, headers=headers)
         except Exception as exc:
             if not self._fail_open:
-                raise
+                raise RateLimitUnavailable(
+                    "Rate limits cannot be checked right now (the shared counter store is unreachable); "
+                    "try again shortly.",
+                    headers={"retry-after": "5"},
+                ) from exc
             log.warning("rate limiter unavailable (%s); failing open", exc)
             headers["x-aiport-degraded"] = "rate-limits"
         return RateVerdict(refused=None, retry_after=0, headers=headers)

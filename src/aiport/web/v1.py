@@ -137,7 +137,7 @@ def _completion_body(call: Call, completion: Completion) -> dict[str, Any]:
     if completion.tool_calls:
         message["tool_calls"] = completion.tool_calls
     return {
-        "id": "chatcmpl-" + call.request_id[4:],
+        "id": call.completion_id,
         "object": "chat.completion",
         "created": int(time.time()),
         "model": call.model.name if call.model else call.request.model,
@@ -150,7 +150,7 @@ def _completion_body(call: Call, completion: Completion) -> dict[str, Any]:
 async def _sse_events(call: Call, deltas: AsyncIterator[Delta]) -> AsyncIterator[bytes]:
     """Render deltas as OpenAI chat.completion.chunk events."""
     base = {
-        "id": "chatcmpl-" + call.request_id[4:],
+        "id": call.completion_id,
         "object": "chat.completion.chunk",
         "created": int(time.time()),
         "model": call.model.name if call.model else call.request.model,
@@ -238,6 +238,8 @@ async def chat_completions(request: Request) -> Response:
         rt.pipeline.finalize(call)
         raise
     try:
+        if isinstance(data, dict) and (answered := await _knowledge_extension(rt, call, data)) is not None:
+            return answered  # clarification, knowledge, tools: docs/knowledge.md
         if call.request.stream:
             deltas = await rt.pipeline.open_stream(call)
             return SSEResponse(
@@ -252,6 +254,12 @@ async def chat_completions(request: Request) -> Response:
     return Response(
         orjson.dumps(_completion_body(call, completion)), media_type="application/json", headers=call.response_headers
     )
+
+
+async def _knowledge_extension(rt: Runtime, call: Call, data: dict[str, Any]) -> Response | None:
+    from aiport.web.knowledge import openai_extension  # late: web.knowledge imports this module
+
+    return await openai_extension(rt, call, data)
 
 
 def _idempotency_key(value: str | None) -> str | None:
