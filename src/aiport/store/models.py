@@ -129,6 +129,7 @@ class AuditLog(Base):
     saved_cost_usd: Mapped[float] = mapped_column(Float, default=0.0)
     idempotency_key: Mapped[str | None] = mapped_column(String(200), nullable=True)
     attempts: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
+    parent_request_id: Mapped[str | None] = mapped_column(String(64), nullable=True)  # a resumed clarification
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

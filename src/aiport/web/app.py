@@ -16,6 +16,8 @@ from aiport.web import admin, admin_limits, auth, conversations, people, v1
 from aiport.web import apps as apps_api
 from aiport.web.errors import install_error_handlers
 from aiport.web.jobs import router as jobs_router
+from aiport.web.knowledge import router as knowledge_router
+from aiport.web.knowledge import traces_router
 from aiport.web.middleware import RequestIdMiddleware
 from aiport.web.openai_schema import ChatCompletionRequest
 from aiport.web.runtime import Runtime
@@ -59,6 +61,8 @@ def create_app(
     app.include_router(people.router)
     app.include_router(apps_api.router)
     app.include_router(conversations.router)
+    app.include_router(knowledge_router)
+    app.include_router(traces_router)
     install_ui(app)  # web UI pages and static files under /ui
 
     @app.get("/healthz", tags=["ops"], summary="Liveness")

@@ -1,0 +1,1 @@
+"""Knowledge: documents in collections, extracted, chunked and searchable with citations."""

@@ -1,0 +1,323 @@
+"""A call grounded in knowledge, in order: clarify -> retrieve -> (agent with tools | one
+model call) -> trace. The entry points (/api/knowledge/ask, the OpenAI API's `aiport`
+extension, an app with knowledge or tools) build the Call and hand it here; the model
+calls still go through the one pipeline.
+
+This is a pre-pipeline step rather than a pipeline stage: it needs the caller's documents
+and access rules (database, authz), which the gateway's hot path must not depend on, and a
+call that asks back never reaches admission, so nothing is reserved or billed for it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from aiport.accounts.authz import Actor
+from aiport.apps.agent import run_agent
+from aiport.apps.clarify import Candidate, FormField, Need, Resolved, detect, explicit_prompt, language
+from aiport.domain.chat import ChatRequest, Completion, Message
+from aiport.domain.errors import GatewayError, NotFound
+from aiport.gateway.call import Call
+from aiport.knowledge import access
+from aiport.knowledge.embeddings import Embedder, minilm_available, shared_minilm
+from aiport.knowledge.search import Hit, document_chunks, search
+from aiport.observe.traces import Tracer
+from aiport.store.knowledge import Clarification, Collection, Document
+from aiport.store.models import utcnow
+from aiport.tools.base import ToolContext
+from aiport.tools.builtin import TOOLS
+
+if TYPE_CHECKING:
+    from aiport.web.runtime import Runtime
+
+CANDIDATE_DOCUMENTS = 50
+
+
+class Conflict(GatewayError):
+    status = 409
+    type = "invalid_request_error"
+    code = "clarification_resolved"
+
+
+class InvalidChoice(GatewayError):
+    """A choice that is not one of the clarification's: 422 naming the field."""
+
+    status = 422
+    type = "invalid_request_error"
+    code = "invalid_choice"
+
+
+@dataclass(slots=True)
+class Assist:
+    """What the caller asked for beyond the messages."""
+
+    collection_ids: list[str] | None = None  # None: every collection the caller can see
+    tools: list[str] = field(default_factory=list)
+    clarify: bool = True
+    form: list[FormField] | None = None
+    pinned_document: str | None = None
+    use_knowledge: bool = True
+
+
+@dataclass(slots=True)
+class Outcome:
+    call: Call
+    completion: Completion | None = None
+    clarification: dict[str, Any] | None = None
+    citations: list[dict[str, Any]] = field(default_factory=list)
+    agent: dict[str, Any] | None = None
+
+
+def embedder_for(rt: Runtime) -> Embedder | None:
+    if rt.settings.knowledge_embeddings == "minilm" and minilm_available():
+        return shared_minilm()
+    return None
+
+
+def last_user_text(messages: list[Message]) -> tuple[int | None, str]:
+    for i in range(len(messages) - 1, -1, -1):
+        m = messages[i]
+        if m.get("role") == "user":
+            content = m.get("content")
+            if isinstance(content, str):
+                return i, content
+            return i, " ".join(p.get("text", "") for p in content or [] if isinstance(p, dict))
+    return None, ""
+
+
+def earlier_text(messages: list[Message], upto: int | None) -> str:
+    """What was said before the last user turn (not the system prompt)."""
+    parts = [
+        str(m.get("content") or "")
+        for m in messages[: upto if upto is not None else len(messages)]
+        if m.get("role") in ("user", "assistant")
+    ]
+    return "\n".join(parts)
+
+
+async def visible_collections(session: AsyncSession, actor: Actor, ids: list[str] | None) -> list[Collection]:
+    """The requested collections (each must be visible: else 404), or all visible ones."""
+    if ids is None:
+        query = select(Collection).where(access.visible_clause(actor)).order_by(Collection.id).limit(200)
+        return list((await session.execute(query)).scalars())
+    found = {c.id: c for c in (await session.execute(select(Collection).where(Collection.id.in_(ids)))).scalars()}
+    return [access.require(actor, found.get(i)) for i in dict.fromkeys(ids)]
+
+
+async def candidates(session: AsyncSession, collection_ids: list[str]) -> list[Candidate]:
+    if not collection_ids:
+        return []
+    rows = await session.execute(
+        select(Document)
+        .where(Document.collection_id.in_(collection_ids))
+        .order_by(Document.created_at.desc())
+        .limit(CANDIDATE_DOCUMENTS)
+    )
+    return [Candidate(d.id, d.title, d.created_at, "document", d.collection_id) for d in rows.scalars()]
+
+
+def sources_message(hits: list[Hit]) -> Message:
+    lines = [
+        "Answer from the numbered sources below. Cite the sources you use as [n]. "
+        "If they do not contain the answer, say so.",
+        "",
+    ]
+    for i, h in enumerate(hits, start=1):
+        where = f"{h.title}" + (f" — {h.heading}" if h.heading else "")
+        lines.append(f"[{i}] {where}\n{h.text}\n")
+    return {"role": "system", "content": "\n".join(lines)}
+
+
+def with_sources(messages: list[Message], hits: list[Hit]) -> list[Message]:
+    """The sources go right before the last user turn: after the app's system prompt."""
+    index, _ = last_user_text(messages)
+    at = index if index is not None else len(messages)
+    return [*messages[:at], sources_message(hits), *messages[at:]]
+
+
+def citation_views(hits: list[Hit]) -> list[dict[str, Any]]:
+    return [h.citation(i) for i, h in enumerate(hits, start=1)]
+
+
+async def ask_back(rt: Runtime, call: Call, need: Need, original: dict[str, Any], tracer: Tracer) -> Outcome:
+    """Store the question, record this step (finish_reason "clarification"), answer with it."""
+    assert call.principal is not None
+    async with rt.sessions() as session, session.begin():
+        row = Clarification(
+            org_id=call.principal.org_id,
+            user_id=call.principal.user_id,
+            request_id=call.request_id,
+            kind=need.kind,
+            question=need.question,
+            choices=need.choices,
+            original=original,
+        )
+        session.add(row)
+        await session.flush()
+        clarification = {"id": row.id, "object": "clarification", **need.to_dict(), "request_id": call.request_id}
+    call.text_parts = [need.question]
+    call.finish_reason = "clarification"
+    call.finished_at = call.started
+    rt.pipeline.finalize(call)
+    await tracer.save(rt.sessions, export=rt.settings.otel_export)
+    return Outcome(call=call, clarification=clarification)
+
+
+def original_of(call: Call, assist: Assist, collections: list[str]) -> dict[str, Any]:
+    req = call.request
+    return {
+        "model": req.model,
+        "messages": req.messages,
+        "params": req.params,
+        "entry_point": req.entry_point,
+        "app_id": req.app_id,
+        "app_version_id": req.app_version_id,
+        "collection_ids": collections,
+        "tools": assist.tools,
+        "use_knowledge": assist.use_knowledge,
+    }
+
+
+async def run(rt: Runtime, actor: Actor, call: Call, assist: Assist) -> Outcome:
+    """Clarify, retrieve, answer. Raises GatewayError for bad input (unknown tool, hidden collection)."""
+    settings = rt.settings
+    unknown = [t for t in assist.tools if t not in TOOLS]
+    if unknown:
+        raise NotFound(
+            f"Unknown tool(s): {', '.join(unknown)}; available: {', '.join(TOOLS)}.",
+            param="tools",
+            code="tool_not_found",
+        )
+    tracer = Tracer(call.request_id, actor.org_id)
+    embedder = embedder_for(rt)
+    async with rt.sessions() as session:
+        cols = await visible_collections(session, actor, assist.collection_ids) if assist.use_knowledge else []
+        col_ids = [c.id for c in cols]
+        index, text = last_user_text(call.request.messages)
+        pinned = assist.pinned_document
+        if assist.clarify and settings.clarify_enabled and pinned is None:
+            async with tracer.span("clarify", "clarify", {"text": text[:300]}) as span:
+                outcome = detect(
+                    text,
+                    candidates=await candidates(session, col_ids),
+                    context=earlier_text(call.request.messages, index),
+                    form=assist.form,
+                    now=datetime.now(UTC),
+                )
+                span.result(outcome.to_dict() if isinstance(outcome, Need) else repr(outcome))
+            if isinstance(outcome, Need):
+                return await ask_back(rt, call, outcome, original_of(call, assist, col_ids), tracer)
+            if isinstance(outcome, Resolved):
+                pinned = outcome.candidate.id
+        hits: list[Hit] = []
+        if pinned is not None:
+            doc = await session.get(Document, pinned)
+            if doc is None or doc.collection_id not in col_ids:
+                raise access.hidden()
+            async with tracer.span("retrieval", "retrieval", {"document_id": pinned}) as span:
+                hits = await document_chunks(session, pinned, settings.knowledge_context_chunks * 2)
+                span.result([h.citation(i) for i, h in enumerate(hits, start=1)])
+        elif col_ids and "knowledge_search" not in assist.tools and text.strip():
+            args = {"query": text[:300], "collections": col_ids, "k": settings.knowledge_context_chunks}
+            async with tracer.span("retrieval", "retrieval", args) as span:
+                hits = await search(session, text, col_ids, k=settings.knowledge_context_chunks, embedder=embedder)
+                span.result([{"title": h.title, "chunk": h.ordinal, "score": round(h.score, 4)} for h in hits])
+    if hits:
+        call.request = dataclasses.replace(call.request, messages=with_sources(call.request.messages, hits))
+    try:
+        if assist.tools:
+            ctx = ToolContext(
+                actor=actor,
+                sessions=rt.sessions,
+                collection_ids=col_ids,
+                embedder=embedder,
+                http_allowlist=list(settings.tool_http_allowlist),
+                http_allow_private=settings.tool_http_allow_private,
+                citations=list(hits),
+            )
+
+            def new_call(request: ChatRequest) -> Call:
+                return Call(
+                    request=request, principal=call.principal, client_ip=call.client_ip, user_agent=call.user_agent
+                )
+
+            result = await run_agent(
+                rt.pipeline,
+                call,
+                new_call,
+                [TOOLS[t] for t in assist.tools],
+                ctx,
+                tracer,
+                max_steps=settings.agent_max_steps,
+                token_budget=settings.agent_token_budget,
+            )
+            agent = {
+                "steps": result.steps,
+                "stopped": result.stopped,
+                "tool_calls": result.tool_calls,
+                "request_ids": result.request_ids,
+            }
+            return Outcome(
+                call=call, completion=result.completion, citations=citation_views(ctx.citations), agent=agent
+            )
+        async with tracer.span("model", "model", {"model": call.request.model}) as span:
+            completion = await rt.pipeline.complete(call)
+            span.result(completion.text or "")
+        return Outcome(call=call, completion=completion, citations=citation_views(hits))
+    finally:
+        await tracer.save(rt.sessions, export=settings.otel_export)
+
+
+async def resume(
+    rt: Runtime, actor: Actor, clarification_id: str, choice_id: str, free_text: str | None, new_call: Call
+) -> Outcome:
+    """Answer a clarification: the original request again, the choice explicit in the prompt,
+    linked to the step that asked (audit `parent_request_id`, clarification row)."""
+    async with rt.sessions() as session, session.begin():
+        row = await session.get(Clarification, clarification_id, with_for_update=True)
+        if row is None or row.user_id != actor.user_id or row.org_id != actor.org_id:
+            raise NotFound("No clarification with that id.", param="clarification_id", code="clarification_not_found")
+        if row.resolved_at is not None:
+            raise Conflict(
+                f"This clarification was already answered (request {row.resolved_request_id}).",
+                param="clarification_id",
+            )
+        choice = next((c for c in row.choices if c.get("id") == choice_id), None)
+        if choice is None:
+            ids = ", ".join(c["id"] for c in row.choices)
+            raise InvalidChoice(f"Unknown choice {choice_id!r}; pick one of {ids}.", param="choice")
+        if choice.get("kind") == "other" and not (free_text or "").strip():
+            raise InvalidChoice("'Something else' needs the text of what you mean.", param="text")
+        row.resolved_at = utcnow()
+        row.resolved_choice = {**choice, "text": free_text}
+        row.resolved_request_id = new_call.request_id
+        original = dict(row.original)
+        parent = row.request_id
+    messages = [dict(m) for m in original["messages"]]
+    index, text = last_user_text(messages)
+    if index is not None:
+        messages[index]["content"] = explicit_prompt(text, choice, free_text, language(text))
+    new_call.request = ChatRequest(
+        model=original["model"],
+        messages=messages,
+        params=original.get("params") or {},
+        entry_point=original.get("entry_point") or "api",
+        app_id=original.get("app_id"),
+        app_version_id=original.get("app_version_id"),
+        parent_request_id=parent,
+    )
+    value = choice.get("value") or {}
+    assist = Assist(
+        collection_ids=original.get("collection_ids") or [],
+        tools=original.get("tools") or [],
+        clarify=False,
+        pinned_document=value.get("document_id") if isinstance(value, dict) else None,
+        use_knowledge=bool(original.get("use_knowledge", True)),
+    )
+    return await run(rt, actor, new_call, assist)

@@ -1,0 +1,1 @@
+"""Tools a model may call (OpenAI tool-calling format), enabled per app."""
