@@ -158,3 +158,14 @@ def login(gateway: Gateway, email: str, password: str = PASSWORD) -> httpx.Clien
     assert r.status_code == 200, r.text
     client.headers["x-csrf-token"] = r.json()["csrf_token"]
     return client
+
+
+def audit_record(world: World, request_id: str) -> dict[str, Any]:
+    """The one audit row of a request, read as the org's owner through the admin API."""
+    world.gateway.flush()
+    with world.client("owner") as c:
+        rows = [
+            r for r in c.get("/api/admin/logs", params={"limit": 500}).json()["data"] if r["request_id"] == request_id
+        ]
+        assert len(rows) == 1, rows
+        return dict(c.get(f"/api/admin/logs/{rows[0]['id']}").json())

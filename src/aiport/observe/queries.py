@@ -19,6 +19,7 @@ SUMMARY_FIELDS = (
     "team_id",
     "api_key_id",
     "app_id",
+    "app_version_id",
     "entry_point",
     "model_requested",
     "model_used",
