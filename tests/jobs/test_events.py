@@ -55,7 +55,7 @@ def test_job_events_stream_progress_until_the_end(any_jobs_gateway: Gateway) -> 
 
 
 def test_notification_is_pushed_to_the_jobs_owner_over_sse(jobs_gateway: Gateway) -> None:
-    owner = member_key(jobs_gateway, "alex@demo.aiport.local")
+    owner = member_key(jobs_gateway, "mina@demo.aiport.local")
     bystander = member_key(jobs_gateway, "sara@demo.aiport.local")
     seen: dict[str, list[dict[str, Any]]] = {"owner": [], "bystander": []}
     connected = {"owner": threading.Event(), "bystander": threading.Event()}

@@ -7,6 +7,7 @@ with `KINDS.register(JobKind(...))`.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -28,9 +29,12 @@ class SubmitEnv:
     principal: Principal
     parse_chat: Callable[[Any], ChatRequest]  # the /v1 parser: same rules, same messages
     check_route: Callable[[ChatRequest], None]  # the route stage's checks: model exists, allowed, capable
+    sessions: Any = None  # async_sessionmaker, for kinds that look things up (app_run)
+    router: Any = None  # the gateway's Router (which models the caller may use)
+    max_prompt_chars: int = 20_000
 
 
-Prepare = Callable[[Any, SubmitEnv], dict[str, Any]]
+Prepare = Callable[[Any, SubmitEnv], dict[str, Any] | Awaitable[dict[str, Any]]]
 Run = Callable[["JobContext", dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
@@ -45,14 +49,15 @@ class JobKind:
     prepare: Prepare
     run: Run
 
-    def check(self, raw: Any, env: SubmitEnv) -> dict[str, Any]:
+    async def check(self, raw: Any, env: SubmitEnv) -> dict[str, Any]:
         try:
             self.input_model.model_validate(raw)
         except ValidationError as exc:
             err = exc.errors(include_url=False)[0]
             param = field_path("input", err["loc"])
             raise Unprocessable(f"Invalid value for '{param}': {err['msg']}.", param=param) from exc
-        return self.prepare(raw, env)
+        prepared = self.prepare(raw, env)
+        return await prepared if inspect.isawaitable(prepared) else prepared
 
 
 def field_path(prefix: str, loc: tuple[Any, ...] | list[Any]) -> str:
@@ -81,12 +86,17 @@ class KindRegistry:
 
 
 def default_kinds() -> KindRegistry:
-    """The built-in kinds: chat_batch and summarize (app_run joins with the apps issue)."""
+    """The built-in kinds: chat_batch, summarize, and app_run when the apps service is here."""
     from aiport.jobs.kinds import chat_batch, summarize
 
     registry = KindRegistry()
     registry.register(chat_batch.KIND)
     registry.register(summarize.KIND)
+    try:
+        from aiport.jobs.kinds import app_run
+    except ImportError:  # a build without aiport.apps: jobs work without app runs
+        return registry
+    registry.register(app_run.KIND)
     return registry
 
 

@@ -67,7 +67,7 @@ class JobCreate(BaseModel):
     """POST /api/jobs: `kind` names the work (GET /api/jobs/kinds), `input` is its input."""
 
     model_config = ConfigDict(extra="forbid")
-    kind: str = Field(description="chat_batch | summarize")
+    kind: str = Field(description="chat_batch | summarize | app_run (GET /api/jobs/kinds)")
     input: dict[str, Any]
 
 
@@ -95,13 +95,25 @@ async def create_job(request: Request) -> Response:
     def check_route(req: ChatRequest) -> None:
         rt.router.resolve(req, principal)
 
-    env = SubmitEnv(principal=principal, parse_chat=lambda raw: parse_chat_request(raw, None), check_route=check_route)
-    stored = kind.check(body.input, env)
+    env = SubmitEnv(
+        principal=principal,
+        parse_chat=lambda raw: parse_chat_request(raw, None),
+        check_route=check_route,
+        sessions=rt.sessions,
+        router=rt.router,
+        max_prompt_chars=rt.settings.app_template_max_chars,
+    )
+    stored = await kind.check(body.input, env)
     idem = request.headers.get("idempotency-key")
     if idem is not None and not 0 < len(idem) <= 200:
         raise Unprocessable("The Idempotency-Key header must be 1 to 200 characters.", param="Idempotency-Key")
     job, _ = await _jobs(rt).submit(
-        principal, kind=kind.name, input=stored, idempotency_key=idem, request_id=request.scope["state"]["request_id"]
+        principal,
+        kind=kind.name,
+        input=stored,
+        idempotency_key=idem,
+        request_id=request.scope["state"]["request_id"],
+        app_id=stored.get("app_id"),
     )
     return Response(
         orjson.dumps(job_view(job, full=False)),

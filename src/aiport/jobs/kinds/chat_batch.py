@@ -66,17 +66,26 @@ def completion_body(answer: Answer) -> dict[str, Any]:
     }
 
 
-async def run(ctx: JobContext, data: dict[str, Any]) -> dict[str, Any]:
-    items: list[dict[str, Any]] = data["requests"]
+async def answer_each(ctx: JobContext, items: list[dict[str, Any]], concurrency: int) -> list[dict[str, Any]]:
+    """Answer stored requests ({model, messages, params, app_id?, app_version_id?}) in
+    order, `concurrency` at a time; finished answers live in the checkpoint, so a resumed
+    job asks only for what is missing. Each slot is {"status": "ok", "response": ...} or
+    {"status": "error", "error": ...}. Shared by chat_batch and app_run."""
     total = len(items)
     done: dict[str, Any] = ctx.checkpoint.setdefault("responses", {})
-    slots = asyncio.Semaphore(int(data.get("concurrency", 4)))
+    slots = asyncio.Semaphore(concurrency)
     await ctx.progress(len(done), total, f"{len(done)} of {total} requests answered", force=True)
 
     async def answer(index: int) -> None:
         item = items[index]
         async with slots:
-            request = ChatRequest(model=item["model"], messages=item["messages"], params=dict(item["params"]))
+            request = ChatRequest(
+                model=item["model"],
+                messages=item["messages"],
+                params=dict(item["params"]),
+                app_id=item.get("app_id"),
+                app_version_id=item.get("app_version_id"),
+            )
             try:
                 reply = await ctx.chat(request, key=f"item:{index}")
                 entry: dict[str, Any] = {"index": index, "status": "ok", "response": completion_body(reply)}
@@ -86,24 +95,33 @@ async def run(ctx: JobContext, data: dict[str, Any]) -> dict[str, Any]:
         await ctx.progress(len(done), total, f"{len(done)} of {total} requests answered")
 
     await run_together([answer(i) for i in range(total) if str(i) not in done])
-
     responses = [done[str(i)] for i in range(total)]
     failed = [r for r in responses if r["status"] != "ok"]
     if len(failed) == total:
         raise JobFailed(
             f"All {total} requests failed; the first: {failed[0]['error']['message']}", "all_requests_failed"
         )
+    return responses
+
+
+def total_usage(responses: list[dict[str, Any]]) -> dict[str, Any]:
     usage = Usage()
     for r in responses:
         if r["status"] == "ok":
             usage.prompt_tokens += r["response"]["usage"]["prompt_tokens"]
             usage.completion_tokens += r["response"]["usage"]["completion_tokens"]
+    return usage.to_openai()
+
+
+async def run(ctx: JobContext, data: dict[str, Any]) -> dict[str, Any]:
+    responses = await answer_each(ctx, data["requests"], int(data.get("concurrency", 4)))
+    failed = sum(1 for r in responses if r["status"] != "ok")
     return {
         "object": "chat_batch.result",
         "responses": responses,
-        "succeeded": total - len(failed),
-        "failed": len(failed),
-        "usage": usage.to_openai(),
+        "succeeded": len(responses) - failed,
+        "failed": failed,
+        "usage": total_usage(responses),
     }
 
 
