@@ -63,7 +63,9 @@ function setText(bubble, text) {
   if (!bubble._frame) {
     bubble._frame = requestAnimationFrame(() => {
       bubble._frame = null;
-      md.innerHTML = renderMarkdown(md.dataset.source) + (bubble.dataset.status === "streaming" ? '<span class="caret" aria-hidden="true"></span>' : "");
+      const html = renderMarkdown(md.dataset.source);
+      const caret = bubble.dataset.status === "streaming" ? '<span class="caret" aria-hidden="true"></span>' : "";
+      md.innerHTML = html.endsWith("</p>") ? html.slice(0, -4) + caret + "</p>" : html + caret;
     });
   }
 }
@@ -121,7 +123,7 @@ function markConversation(id, title) {
 
 // Start a run and stream it into `bubble`. `rollback()` undoes the optimistic UI if the
 // server refuses before the stream begins.
-async function stream(url, body, bubble, rollback) {
+async function stream(url, body, bubble, rollback, title = "") {
   const controller = new AbortController();
   running = { controller, bubble };
   setBusy(true);
@@ -141,7 +143,7 @@ async function stream(url, body, bubble, rollback) {
         bubble.dataset.requestId = event.request_id;
         bubble.querySelector(".process").dataset.messageId = event.assistant_message_id;
         if (event.user_message_id) bubble.previousElementSibling?.setAttribute("data-id", event.user_message_id);
-        if (event.conversation_id !== conversationId) markConversation(event.conversation_id, body.message || body._title);
+        if (event.conversation_id !== conversationId) markConversation(event.conversation_id, body.message || title);
       } else if (event.object === "app.run.end") {
         bubble.dataset.status = event.status;
       } else if (event.error) {
@@ -213,9 +215,8 @@ form.addEventListener("submit", (event) => {
   if (conversationId) {
     stream(`/api/conversations/${encodeURIComponent(conversationId)}/messages`, { message }, bubble, rollback);
   } else {
-    const body = { inputs, message: message || null, draft: root.dataset.draft === "true", _title: shown };
-    const { _title, ...payload } = body;
-    stream(`/api/apps/${encodeURIComponent(slug)}/runs`, payload, bubble, rollback);
+    const body = { inputs, message: message || null, draft: root.dataset.draft === "true" };
+    stream(`/api/apps/${encodeURIComponent(slug)}/runs`, body, bubble, rollback, shown);
   }
 });
 

@@ -27,7 +27,7 @@ export async function api(method, url, body, { raw = false, signal } = {}) {
     credentials: "same-origin", signal,
   });
   if (raw) return res;
-  if (res.status === 401) { location.href = `/ui/login?next=${encodeURIComponent(location.pathname + location.search)}`; }
+  if (res.status === 401 && !url.startsWith("/api/auth/")) { location.href = `/ui/login?next=${encodeURIComponent(location.pathname + location.search)}`; }
   const data = res.status === 204 ? null : await res.json().catch(() => null);
   if (!res.ok) throw new ApiError(res.status, data);
   return data;
