@@ -46,6 +46,7 @@ FAKE_MODELS = {
     "primary-limited": ("fake-429", {"fallbacks": ["echo"]}),
     "primary-slow": ("fake-slow", {"fallbacks": ["echo"]}),
     "primary-drop0": ("fake-drop0", {"fallbacks": ["echo"]}),
+    "primary-flaky": ("fake-flaky", {"fallbacks": ["echo"]}),
     "breaker-test": ("fake-500", {"fallbacks": ["echo"]}),
     "cached-echo": (
         "fake-echo",
