@@ -40,6 +40,11 @@ except ImportError:  # pragma: no cover
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 now = time.perf_counter
+# In a body, replaced by a per-run nonce + a counter on every request (same length, so
+# Content-Length holds): each request is new to a response cache (a miss + a store).
+MARK = b"@@UNIQUE@@@@@@@@"
+# Response headers worth counting (cache verdicts of aiport and LiteLLM).
+WATCHED_HEADERS = {b"x-aiport-cache", b"x-litellm-cache-key", b"x-aiport-degraded"}
 
 
 # ---------------------------------------------------------------- target + request
@@ -62,6 +67,17 @@ class Target:
     def port(self) -> int:
         return urlsplit(self.url).port or 80
 
+    def renderer(self) -> Callable[[], bytes]:
+        """A function giving the next request's bytes: the same each time, or with MARK
+        replaced by a fresh nonce + counter when the body carries it."""
+        raw = self.raw()
+        if MARK not in raw:
+            return lambda: raw
+        head, tail = raw.split(MARK, 1)
+        nonce = os.urandom(3).hex().encode()
+        count = iter(range(1, 10**10))
+        return lambda: b"%s%s%010d%s" % (head, nonce, next(count), tail)
+
     def raw(self) -> bytes:
         """The full HTTP/1.1 request, rendered once and re-sent as is."""
         u = urlsplit(self.url)
@@ -73,11 +89,12 @@ class Target:
         return ("\r\n".join(lines) + "\r\n\r\n").encode() + self.body
 
 
-def chat_body(model: str, stream: bool, max_tokens: int = 32) -> bytes:
-    """A small chat request like a typical client sends."""
+def chat_body(model: str, stream: bool, max_tokens: int = 32, unique: bool = False) -> bytes:
+    """A small chat request like a typical client sends; ``unique`` makes every request differ."""
+    content = "Say hello to the benchmark." + (f" {MARK.decode()}" if unique else "")
     body: dict[str, Any] = {
         "model": model,
-        "messages": [{"role": "user", "content": "Say hello to the benchmark."}],
+        "messages": [{"role": "user", "content": content}],
         "max_tokens": max_tokens,
     }
     if stream:
@@ -108,6 +125,7 @@ class Reply:
     events: int = 0
     body_bytes: int = 0
     usage: dict[str, Any] = field(default_factory=dict)
+    headers: dict[bytes, bytes] = field(default_factory=dict)
 
 
 class Conn(asyncio.Protocol):
@@ -148,6 +166,11 @@ class Conn(asyncio.Protocol):
             self.close()
 
     # httptools callbacks
+    def on_header(self, name: bytes, value: bytes) -> None:
+        name = name.lower()
+        if name in WATCHED_HEADERS:
+            self.reply.headers[name] = value
+
     def on_headers_complete(self) -> None:
         self.reply.status = self.parser.get_status_code()
         self.reply.t_headers = now()
@@ -273,7 +296,7 @@ def summary_ms(values_s: list[float]) -> dict[str, float]:
 
 async def throughput_python(target: Target, connections: int, duration: float, warmup: float) -> dict[str, Any]:
     """Closed loop: every connection sends its next request as soon as the last returns."""
-    raw = target.raw()
+    next_raw = target.renderer()
     stream = b'"stream":true' in target.body
     ok = errors = 0
     lat: list[float] = []
@@ -288,7 +311,7 @@ async def throughput_python(target: Target, connections: int, duration: float, w
                 if conn is None or conn.closed:
                     conn = await Conn.open(target.host, target.port)
                 t0 = now()
-                r = await conn.request(raw, stream, 30)
+                r = await conn.request(next_raw(), stream, 30)
                 if r.t_done >= start and r.t_done < end:
                     if r.status == 200:
                         ok += 1
@@ -329,9 +352,16 @@ WRK_LUA = """
 wrk.method = "{method}"
 wrk.body = {body}
 {headers}
-local non200 = 0
-function response(status, headers, body)
-  if status ~= 200 then non200 = non200 + 1 end
+"""
+# Every request a new body (a cache miss): the marker becomes a nonce + a counter.
+WRK_UNIQUE_LUA = """
+local head, tail = {head}, {tail}
+math.randomseed(os.time())
+local nonce = string.format("%06x", math.random(0, 16777215))
+local counter = 0
+request = function()
+  counter = counter + 1
+  return wrk.format(nil, nil, nil, head .. nonce .. string.format("%010d", counter) .. tail)
 end
 """
 
@@ -347,6 +377,9 @@ def throughput_wrk(target: Target, connections: int, duration: float, warmup: fl
         body=_lua_long_string(target.body.decode()),
         headers="\n".join(f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}" for k, v in headers),
     )
+    if MARK in target.body:
+        head, tail = target.body.decode().split(MARK.decode(), 1)
+        lua += WRK_UNIQUE_LUA.format(head=_lua_long_string(head), tail=_lua_long_string(tail))
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
         f.write(lua)
         script = f.name
@@ -405,7 +438,7 @@ async def open_loop(
     spin_s: float = 0.001,
 ) -> dict[str, Any]:
     """Send at a fixed rate regardless of responses; record latency from the schedule."""
-    raw = target.raw()
+    next_raw = target.renderer()
     pool = Pool(target.host, target.port)
     await pool.warm(min(64, max(4, int(rate * 0.02) + 4)))
     from_sched: list[float] = []
@@ -416,10 +449,12 @@ async def open_loop(
     tokens: list[int] = []
     lags: list[float] = []
     errors: dict[str, int] = {}
+    seen_headers: dict[str, int] = {}
     retries = 0
 
     async def one(intended: float, measured: bool) -> None:
         nonlocal retries
+        raw = next_raw()
         sent = now()
         try:
             for attempt in range(2):
@@ -443,6 +478,9 @@ async def open_loop(
         if r.status != 200 or (stream and not r.token_times):
             errors[f"status_{r.status}"] = errors.get(f"status_{r.status}", 0) + 1
             return
+        for k, v in r.headers.items():
+            label = f"{k.decode()}: {v.decode()[:8]}" if k != b"x-litellm-cache-key" else k.decode()
+            seen_headers[label] = seen_headers.get(label, 0) + 1
         lags.append(sent - intended)
         from_sched.append(r.t_done - intended)
         from_send.append(r.t_done - sent)
@@ -486,6 +524,7 @@ async def open_loop(
         "send_lag_ms": summary_ms(lags),
         "latency_ms": summary_ms(from_sched),
         "latency_from_send_ms": summary_ms(from_send),
+        "headers_seen": seen_headers,
     }
     if stream:
         res["ttft_ms"] = summary_ms(ttft_sched)

@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import load
-import run_gateway as rg
+import procs as rg
+from targets import export_ref
 
 if TYPE_CHECKING:
     from aiport.config import Settings
@@ -188,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     load.install_uvloop()
     work = Path(tempfile.mkdtemp(prefix="aiport-local-bench-"))
     data_dir = work / "data"
-    src = rg.export_ref(a.aiport_ref, work) if a.aiport_ref else None
+    src = export_ref(a.aiport_ref, work) if a.aiport_ref else None
     if src is not None:
         sys.path.insert(0, str(src))
     from aiport.config import Settings

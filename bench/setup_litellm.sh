@@ -8,6 +8,6 @@ python="${PYTHON:-python3}"
 if [[ ! -x "$venv/bin/litellm" ]]; then
   "$python" -m venv "$venv"
   "$venv/bin/pip" install --quiet --upgrade pip
-  "$venv/bin/pip" install --quiet "litellm[proxy]${LITELLM_VERSION:+==$LITELLM_VERSION}"
+  "$venv/bin/pip" install --quiet "litellm[proxy]==${LITELLM_VERSION:-1.106.12}"
 fi
 "$venv/bin/python" -c 'import importlib.metadata as m; print("litellm", m.version("litellm"))'
