@@ -111,7 +111,7 @@ def test_circuit_breaker_rests_a_failing_model(gateway: Gateway, member: Member)
 
 def test_with_a_healthy_fallback_every_request_succeeds_and_none_is_lost(gateway: Gateway, member: Member) -> None:
     tag = f"storm {secrets.token_hex(3)}"
-    models = ["primary-broken", "primary-limited", "primary-flaky", "primary-drop0"]
+    models = ["primary-broken", "primary-limited", "primary-flaky", "primary-drop0", "primary-slow"]
 
     async def storm() -> list[int]:
         async with httpx.AsyncClient(
