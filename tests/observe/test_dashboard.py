@@ -127,6 +127,13 @@ async def test_full_text_search_finds_input_and_output_words(engine: AsyncEngine
     assert all("apple" in str(r.input_messages) for r in injected)
 
 
+async def test_search_results_page_newest_first_without_gaps(engine: AsyncEngine) -> None:
+    rows = await _all_pages(engine, LogQuery(org_id="org_a", q="apple", model="strong"), limit=4)
+    assert [r.request_id for r in rows] == [f"req_{i}" for i in reversed(range(60)) if i % 4 == 0 and i % 2 == 0]
+    oldest = await _all_pages(engine, LogQuery(org_id="org_a", q="apple", descending=False), limit=4)
+    assert [r.request_id for r in oldest] == [f"req_{i}" for i in range(60) if i % 4 == 0]
+
+
 def test_fts5_query_quotes_every_word() -> None:
     assert fts5_query('a "b" c*') == '"a" "b" "c*"*'
     assert fts5_query('""') == ""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import dataclasses
 import io
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -17,6 +18,8 @@ from typing import Any, Literal
 
 import orjson
 from sqlalchemy import Select, String, case, func, select, text, tuple_
+from sqlalchemy import column as sql_column
+from sqlalchemy import table as sql_table
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -137,9 +140,46 @@ def _ordered(query: LogQuery, dialect: str, cursor: str | None) -> Select[AuditL
     return stmt.order_by(column.asc(), AuditLog.id.asc())
 
 
+_FTS = sql_table("audit_fts", sql_column("rowid"), sql_column("log_id"), sql_column("audit_fts"))
+
+
+async def _search_page_sqlite(session: AsyncSession, query: LogQuery, limit: int, cursor: str | None) -> Page:
+    """Newest-first search on SQLite walks the FTS index in rowid (= recording) order and
+    joins each hit to its row, stopping after one page: a common word costs the same as a
+    rare one. Results are in the order calls were recorded, which is creation order up to
+    the audit writer's batching (a fraction of a second)."""
+    match = fts5_query(query.q or "")
+    if not match:
+        raise InvalidRequest("The search needs at least one word.", param="q")
+    others = where_clauses(dataclasses.replace(query, q=None), "sqlite")
+    stmt = (
+        select(AuditLog, _FTS.c.rowid)
+        .join_from(_FTS, AuditLog, AuditLog.id == _FTS.c.log_id)
+        .where(_FTS.c.audit_fts.op("MATCH")(match), *others)
+    )
+    if cursor:
+        position = _fts_position(cursor)
+        stmt = stmt.where(_FTS.c.rowid < position if query.descending else _FTS.c.rowid > position)
+    order = _FTS.c.rowid.desc() if query.descending else _FTS.c.rowid.asc()
+    found = (await session.execute(stmt.order_by(order).limit(limit + 1))).all()
+    rows = [row for row, _ in found[:limit]]
+    more = len(found) > limit
+    next_cursor = "fts." + str(found[limit - 1][1]) if more else None
+    return Page(rows, next_cursor)
+
+
+def _fts_position(cursor: str) -> int:
+    if not cursor.startswith("fts.") or not cursor[4:].isdigit():
+        raise InvalidRequest("The page cursor is not valid; start again from the first page.", param="cursor")
+    return int(cursor[4:])
+
+
 async def log_page(session: AsyncSession, query: LogQuery, *, limit: int = 50, cursor: str | None = None) -> Page:
     """One page of the table, and the cursor of the next page (None on the last one)."""
-    rows = list((await session.execute(_ordered(query, _dialect(session), cursor).limit(limit + 1))).scalars())
+    dialect = _dialect(session)
+    if dialect == "sqlite" and query.q and query.q.strip() and query.sort == "created":
+        return await _search_page_sqlite(session, query, limit, cursor)
+    rows = list((await session.execute(_ordered(query, dialect, cursor).limit(limit + 1))).scalars())
     more = len(rows) > limit
     rows = rows[:limit]
     return Page(rows, encode_cursor(rows[-1], query.sort) if more and rows else None)
