@@ -94,6 +94,7 @@ _GENERIC_DOC = {"document", "doc", "file", "문서", "파일"}
 
 _EN_DOC = "|".join(sorted(_DOC_NOUNS, key=len, reverse=True)) + "|one"
 _KO_DOC = "|".join(sorted(_KO_NOUNS, key=len, reverse=True)) + "|자료|것|거"
+_KO_NOUN_ONLY = "|".join(sorted(_KO_NOUNS, key=len, reverse=True)) + "|자료"
 _REFERENCE_EN = [
     rf"\b(?:that|those|the same)\s+(?:{_EN_DOC})s?\b(?!\s+(?:about|on|titled|called|named)\b)",
     rf"\bthe\s+(?:{_EN_DOC})s?\s+(?:i|we|you)\s+(?:uploaded|sent|shared|attached|gave you|mentioned|wrote|added)\b",
@@ -107,21 +108,21 @@ _REFERENCE_EN = [
 ]
 _REFERENCE_KO = [
     rf"(?:지난번|저번|저번에|아까|전에|이전에|예전에)\s*(?:그\s*)?(?:{_KO_DOC})?",
-    rf"(?:^|\s)그\s*(?:{_KO_DOC})",
+    rf"(?:^|\s)그\s*(?:{_KO_NOUN_ONLY})",
     rf"(?:올린|올렸던|보낸|보냈던|공유한|공유했던|첨부한|업로드한|말한|말했던)\s*(?:{_KO_DOC})",
     r"(?:같은\s*걸로|똑같이|전처럼|지난번처럼|저번처럼|이전처럼|아까처럼)",
-    r"(?:^|\s)그거",
 ]
 _PRONOUN_TASK_EN = re.compile(
-    r"^\s*(?:please\s+)?(?:make|do|fix|translate|summari[sz]e|shorten|redo|rewrite|send|update|check|finish|continue)"
-    r"\s+(?:it|that|this|them)\b(?:\s+(?:again|shorter|longer|better|more \w+|less \w+|for me|please|now))*[.!?]?\s*$",
+    r"^\s*(?:please\s+)?(?:make|do|fix|translate|summari[sz]e|shorten|redo|rewrite|send|update|check|finish|continue"
+    r"|improve|edit|polish|proofread|expand)\s+(?:it|that|this|them)\b(?!\s*:)",
     re.I,
 )
 _PRONOUN_TASK_KO = re.compile(
     r"^\s*(?:그거|그것|이거|이것|저거)\s*(?:을|를|좀|도)?\s*.{0,12}(?:해|줘|주세요|해줘|해주세요)[.!?]?\s*$"
 )
 _SUMMARIZE = re.compile(
-    r"\b(?:summari[sz]e|summary of|recap|key points|tl;?dr|open|review|read|explain)\b|요약|정리|핵심|검토|읽고|설명",
+    r"\b(?:summari[sz]e|summary of|recap|key points|main points|takeaways?|highlights|gist|tl;?dr|open|review|read"
+    r"|explain)\b|요약|정리|핵심|검토|읽고|설명",
     re.I,
 )
 _TIME_WINDOWS: list[tuple[re.Pattern[str], timedelta, timedelta]] = [
@@ -132,6 +133,24 @@ _TIME_WINDOWS: list[tuple[re.Pattern[str], timedelta, timedelta]] = [
     (re.compile(r"\blast\s+month\b|지난\s*달|저번\s*달"), timedelta(days=20), timedelta(days=62)),
     (re.compile(r"\brecently\b|\bthe other day\b|최근|요전"), timedelta(0), timedelta(days=14)),
 ]
+_PLURAL = re.compile(
+    r"\b(?:all|both|every|each|compare)\b|모든|전부|모두|둘\s*다|두\s*(?:개|계약서|보고서|문서)|비교", re.I
+)
+_OPTION_WORDS = {
+    # a select option -> other ways people say it (Korean requests against English options and back)
+    "english": ("영어", "영문"),
+    "korean": ("한국어", "한글", "국문"),
+    "japanese": ("일본어",),
+    "chinese": ("중국어",),
+    "formal": ("격식", "정중"),
+    "casual": ("캐주얼", "반말", "편하게"),
+    "friendly": ("친근", "다정"),
+    "short": ("짧게", "간단히"),
+    "long": ("길게", "자세히"),
+    "격식체": ("formal",),
+    "반말": ("casual",),
+    "친근한": ("friendly", "친근"),
+}
 _KO_HINT = re.compile(r"[\uac00-\ud7a3]")
 _STOP_TITLE = {"report", "document", "doc", "file", "upload", "week", "last", "summary", "summariz", "the"}
 
@@ -148,6 +167,10 @@ def _has_reference(text: str) -> bool:
 
 
 def _is_pronoun_task(text: str) -> bool:
+    """An imperative whose object is only a pronoun ("translate it into English"), with no
+    content of its own (no colon, quotes or second line) and short."""
+    if any(ch in text for ch in ':"“\n') or len(text.split()) > 10:
+        return False
     return bool(_PRONOUN_TASK_EN.match(text) or _PRONOUN_TASK_KO.match(text))
 
 
@@ -188,15 +211,25 @@ def _age(created: datetime, now: datetime) -> timedelta:
 
 
 def _filter(text: str, candidates: list[Candidate], now: datetime) -> list[Candidate]:
-    """Candidates the message could mean: by named kind, time window, then title words."""
+    """Candidates the message could mean: by every kind it names, time window, then the
+    title words that tell the remaining candidates apart."""
     nouns = _doc_nouns(text) - _GENERIC_DOC
-    pool = [c for c in candidates if not nouns or any(_title_has_noun(c.title, n) for n in nouns)]
+    pool = [c for c in candidates if all(_title_has_noun(c.title, n) for n in nouns)]
     window = _window(text)
     if window is not None:
         pool = [c for c in pool if window[0] <= _age(c.created_at, now) <= window[1]]
-    scored = [(c, _title_overlap(text, c.title)) for c in pool]
-    best = max((s for _, s in scored), default=0.0)
-    if best >= 0.5:  # the message names a title: keep the titles it names best
+    if len(pool) < 2:
+        pool = pool or [c for c in candidates if _title_overlap(text, c.title) >= 0.5]
+        return pool
+    title_terms = {c.id: {t for t in terms(c.title) if t not in _STOP_TITLE} for c in pool}
+    common = set.intersection(*title_terms.values())
+    message = set(terms(text))
+    scored = []
+    for c in pool:
+        distinct = title_terms[c.id] - common
+        scored.append((c, len(distinct & message) / len(distinct) if distinct else 0.0))
+    best = max(s for _, s in scored)
+    if best >= 0.5:  # the message names what sets a title apart ("Acme", "Sales")
         pool = [c for c, s in scored if s >= best - 1e-9]
     return pool
 
@@ -237,6 +270,18 @@ def _question(kind: str, lang: str, count: int) -> str:
     }[kind]
 
 
+def _mentions(text: str, option: str) -> bool:
+    """Does the message ask for this option (by its name or a common synonym, ko/en)?"""
+    low = text.lower()
+    for word in (option.lower(), *_OPTION_WORDS.get(option.lower(), ())):
+        if _KO_HINT.search(word):
+            if word in text:  # Korean words carry particles: substring match
+                return True
+        elif re.search(rf"(?<![a-z0-9]){re.escape(word)}(?![a-z0-9])", low):
+            return True
+    return False
+
+
 def check_form(text: str, fields: list[FormField], lang: str) -> Need | None:
     """A required field left empty, or a select the message contradicts."""
     for f in fields:
@@ -248,12 +293,11 @@ def check_form(text: str, fields: list[FormField], lang: str) -> Need | None:
                 ]
                 q = f"'{f.label or f.name}' 값을 골라 주세요." if lang == "ko" else f"Which {f.label or f.name}?"
                 return Need("form_variable", q, [*choices, _something_else(lang, len(choices) + 1)])
-    low = text.lower()
     for f in fields:
         if f.type != "select" or not isinstance(f.value, str):
             continue
-        others = [o for o in f.options if o != f.value and re.search(rf"(?<!\w){re.escape(o.lower())}(?!\w)", low)]
-        if others and not re.search(rf"(?<!\w){re.escape(f.value.lower())}(?!\w)", low):
+        others = [o for o in f.options if o != f.value and _mentions(text, o)]
+        if others and not _mentions(text, f.value):
             options = [f.value, *others][:MAX_CHOICES]
             choices = [
                 {"id": f"c{i}", "label": o, "kind": "form_value", "value": {"variable": f.name, "value": o}}
@@ -305,6 +349,8 @@ def detect(
     pool = _filter(text, candidates, now) if candidates else []
     if len(pool) == 1 and (nouns or referring):
         return Resolved(pool[0])
+    if len(pool) >= 2 and _PLURAL.search(text):
+        return None  # "all the reports", "both contracts": the model gets them all
     if len(pool) >= 2:
         kind = "close_candidates" if single_doc_task or nouns else "missing_referent"
         return Need(kind, _question(kind, lang, len(pool)), _document_choices(pool, lang))
