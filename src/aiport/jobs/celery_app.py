@@ -24,7 +24,7 @@ from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from celery import Celery
-from celery.signals import worker_process_shutdown, worker_shutdown
+from celery.signals import worker_process_shutdown, worker_ready, worker_shutdown
 
 from aiport.config import Settings
 
@@ -118,6 +118,10 @@ class WorkerRuntime:
         loop.call_soon_threadsafe(loop.stop)
 
 
+async def _nothing(_rt: Runtime) -> None:
+    return None
+
+
 def _install_tasks(app: Celery, worker: WorkerRuntime) -> None:
     @app.task(name=TASK_NAME, bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=None)
     def run_job(self: Any, job_id: str) -> None:
@@ -131,6 +135,12 @@ def _install_tasks(app: Celery, worker: WorkerRuntime) -> None:
         outcome = worker.call(go)
         if outcome.state == "retry":
             raise self.retry(countdown=outcome.retry_in, max_retries=None)
+
+    @worker_ready.connect(weak=False)
+    def _on_worker_ready(**_: Any) -> None:
+        """Build the runtime now (threads/solo pools), not on the first job: a bad database
+        URL shows at start, and the first job does not wait for it."""
+        worker.call(_nothing)
 
     @worker_shutdown.connect(weak=False)
     def _on_worker_shutdown(**_: Any) -> None:

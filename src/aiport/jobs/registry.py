@@ -86,12 +86,13 @@ class KindRegistry:
 
 
 def default_kinds() -> KindRegistry:
-    """The built-in kinds: chat_batch, summarize, and app_run when the apps service is here."""
-    from aiport.jobs.kinds import chat_batch, summarize
+    """The built-in kinds: chat_batch, summarize, noop, and app_run when the apps service is here."""
+    from aiport.jobs.kinds import chat_batch, noop, summarize
 
     registry = KindRegistry()
     registry.register(chat_batch.KIND)
     registry.register(summarize.KIND)
+    registry.register(noop.KIND)
     try:
         from aiport.jobs.kinds import app_run
     except ImportError:  # a build without aiport.apps: jobs work without app runs
