@@ -183,7 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--requests", type=int, default=10, help="measured requests per side (after 1 warm-up)")
     ap.add_argument("--aiport-ref", default="", help="benchmark this git ref's src/ instead of the work tree")
     ap.add_argument("--wait-quiet-s", type=float, default=60, help="max wait for other load before a round")
-    ap.add_argument("--out", default="")
+    ap.add_argument("--out", default="", help="JSON path")
+    ap.add_argument("--markdown", default="", help="also write the table to this file")
     a = ap.parse_args(argv)
     a.requests = max(1, min(a.requests, 50))
     load.install_uvloop()
@@ -239,10 +240,23 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(a.out) if a.out else rg.RESULTS / f"local-tokens-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(doc, indent=2))
-    print("| path | tokens/s | TTFT p50, ms | tokens |\n|---|---|---|---|")
-    for name, r in (("xllamacpp direct", direct_res), ("through aiport", through)):
-        print(f"| {name} | {r['tokens_per_s']:.1f} | {r['ttft_ms_p50']:.1f} | {r['tokens']} |")
-    print(f"\naiport / direct = {100 * ratio:.1f}% (target >= 95%)\nJSON: {out}")
+    lines = [
+        f"Gemma 3 270M (Q4_K_M), greedy, {a.max_tokens} max tokens, {a.requests} measured requests per side "
+        f"(alternating), llama.cpp parallel {settings.local_parallel}, context {settings.local_context}, "
+        f"threads {settings.local_threads or 'all'}; other load before rounds (% of all cores): "
+        f"{', '.join(f'{b:.0f}' for b in background)}.",
+        "",
+        "| path | tokens/s | TTFT p50, ms | tokens |",
+        "|---|---|---|---|",
+    ]
+    for name, r in (("xllamacpp called directly", direct_res), ("through aiport (HTTP, streamed)", through)):
+        lines.append(f"| {name} | {r['tokens_per_s']:.1f} | {r['ttft_ms_p50']:.1f} | {r['tokens']} |")
+    verdict = "met" if ratio >= 0.95 else "**missed**"
+    lines += ["", f"aiport / direct = {100 * ratio:.1f}% (target ≥ 95%: {verdict})"]
+    md = "\n".join(lines)
+    print(md + f"\nJSON: {out}")
+    if a.markdown:
+        Path(a.markdown).write_text(md + "\n")
     return 0
 
 

@@ -344,6 +344,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--client-cpus", default="0", help="taskset list for upstream + load generator")
     ap.add_argument("--aiport-ref", default="", help="benchmark this git ref's src/ instead of the work tree")
     ap.add_argument("--profile", action="store_true", help="py-spy each aiport target after measuring it")
+    ap.add_argument("--profile-only", action="store_true", help="only profile the targets, no measurements")
     ap.add_argument("--profile-rate", type=float, default=150)
     ap.add_argument("--profile-s", type=float, default=10)
     ap.add_argument("--keep-logs", action="store_true", help="keep the temporary work dir with logs")
@@ -384,6 +385,9 @@ def main(argv: list[str] | None = None) -> int:
                 try:
                     t = tg.start_target(name, args, base, work, logdir)
                     meta[name] = t.meta
+                    if args.profile_only:
+                        meta[name]["profile"] = profile(t, args, RESULTS / "profiles")
+                        continue
                     res = measure(t, args)
                     if args.profile and t.proc is not None and rnd == 0 and name.startswith("aiport"):
                         meta[name]["profile"] = profile(t, args, RESULTS / "profiles")
