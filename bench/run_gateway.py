@@ -138,23 +138,71 @@ def profile(t: tg.Target, args: argparse.Namespace, out_dir: Path) -> dict[str, 
     return {"raw": str(raw), "top": str(top)}
 
 
+# Leaf frames that are waiting, not working: aiosqlite's worker blocked on its queue, and
+# the event loop's own C code (uvloop: mostly epoll wait; its socket I/O lands here too).
+IDLE_LEAVES = ("_connection_worker_thread (aiosqlite/core.py:59)", "Runner.run (asyncio/runners.py")
+
+
+# Where a sample's time goes: the first layer in this list that any frame of it belongs to.
+LAYERS: list[tuple[str, tuple[str, ...]]] = [
+    ("upstream HTTP client (httpx/httpcore/anyio)", ("httpx/", "httpcore/", "anyio/")),
+    ("rate limits (limits library)", ("limits/", "gateway/ratelimit.py")),
+    ("quota ledger", ("gateway/ledger.py",)),
+    ("token estimate (tiktoken)", ("gateway/tokens.py", "tiktoken/")),
+    ("response cache", ("gateway/cache.py",)),
+    ("rules lookup", ("gateway/rules.py",)),
+    ("redis client (other)", ("redis/",)),
+    ("audit writer + database", ("observe/audit.py", "aiosqlite/", "sqlalchemy/", "sqlite")),
+    ("identify (API key)", ("gateway/identify.py", "web/auth.py")),
+    ("pipeline (route, meter, record, ...)", ("gateway/",)),
+    ("OpenAI request parse + response render (web/v1.py)", ("web/v1.py", "web/sse.py", "web/openai_schema.py")),
+    ("request id middleware", ("web/middleware.py",)),
+    ("FastAPI / Starlette", ("fastapi/", "starlette/")),
+    ("uvicorn HTTP server", ("uvicorn/",)),
+    ("asyncio machinery", ("asyncio/",)),
+]
+
+
+# Framework layers every request stack passes through: only the leaf-most one counts.
+FRAMEWORK = {"request id middleware", "FastAPI / Starlette", "uvicorn HTTP server", "asyncio machinery"}
+
+
+def layer_of(frames: list[str]) -> str:
+    """The highest-priority aiport/library layer in the stack, else the leaf-most framework layer."""
+    for name, needles in LAYERS:
+        if name not in FRAMEWORK and any(n in f for f in frames for n in needles):
+            return name
+    for frame in reversed(frames):
+        for name, needles in LAYERS:
+            if name in FRAMEWORK and any(n in frame for n in needles):
+                return name
+    return "other"
+
+
 def summarize_profile(path: Path, n: int = 40) -> str:
     """Self and inclusive sample shares per function from py-spy's collapsed stacks."""
     own: collections.Counter[str] = collections.Counter()
     incl: collections.Counter[str] = collections.Counter()
+    layers: collections.Counter[str] = collections.Counter()
     total = 0
     for line in path.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
         if not count.isdigit():
             continue
         k = int(count)
-        total += k
         frames = stack.split(";")[1:]  # drop the process frame
-        if frames:
-            own[frames[-1]] += k
+        if not frames or frames[-1].startswith(IDLE_LEAVES):
+            continue
+        total += k
+        layers[layer_of(frames)] += k
+        own[frames[-1]] += k
         for f in set(frames):
             incl[f] += k
-    out = [f"samples: {total}", "", "self:"]
+    if not total:
+        return "no busy samples\n"
+    out = [f"busy samples: {total} (idle waits left out: {', '.join(IDLE_LEAVES)})", "", "by layer:"]
+    out += [f"{100 * c / total:5.1f}%  {name}" for name, c in layers.most_common()]
+    out += ["", "self:"]
     out += [f"{100 * c / total:5.1f}%  {f}" for f, c in own.most_common(n)]
     out += ["", "inclusive:"]
     out += [f"{100 * c / total:5.1f}%  {f}" for f, c in incl.most_common(n)]
@@ -345,7 +393,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--aiport-ref", default="", help="benchmark this git ref's src/ instead of the work tree")
     ap.add_argument("--profile", action="store_true", help="py-spy each aiport target after measuring it")
     ap.add_argument("--profile-only", action="store_true", help="only profile the targets, no measurements")
-    ap.add_argument("--profile-rate", type=float, default=150)
+    ap.add_argument("--profile-rate", type=float, default=50)
     ap.add_argument("--profile-s", type=float, default=10)
     ap.add_argument("--keep-logs", action="store_true", help="keep the temporary work dir with logs")
     ap.add_argument("--out", default="", help="path stem (default bench/results/gateway-<time>)")
@@ -367,6 +415,9 @@ def main(argv: list[str] | None = None) -> int:
     with contextlib.suppress(AttributeError, OSError):
         os.sched_setaffinity(0, {int(c) for c in args.client_cpus.split(",")})
     names = [n.strip() for n in args.targets.split(",") if n.strip()]
+    stem = Path(args.out) if args.out else RESULTS / f"gateway-{time.strftime('%Y%m%d-%H%M%S')}"
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    profiles = stem.parent / f"{stem.name}-profiles"
     work = Path(tempfile.mkdtemp(prefix="aiport-bench-"))
     logdir = work / "logs"
     logdir.mkdir()
@@ -386,11 +437,11 @@ def main(argv: list[str] | None = None) -> int:
                     t = tg.start_target(name, args, base, work, logdir)
                     meta[name] = t.meta
                     if args.profile_only:
-                        meta[name]["profile"] = profile(t, args, RESULTS / "profiles")
+                        meta[name]["profile"] = profile(t, args, profiles)
                         continue
                     res = measure(t, args)
                     if args.profile and t.proc is not None and rnd == 0 and name.startswith("aiport"):
-                        meta[name]["profile"] = profile(t, args, RESULTS / "profiles")
+                        meta[name]["profile"] = profile(t, args, profiles)
                     if t.proc is not None:
                         t.proc.stop()
                     if "cache" in res:
@@ -406,8 +457,6 @@ def main(argv: list[str] | None = None) -> int:
                         t.proc.stop()
     finally:
         upstream.stop()
-    stem = Path(args.out) if args.out else RESULTS / f"gateway-{time.strftime('%Y%m%d-%H%M%S')}"
-    stem.parent.mkdir(parents=True, exist_ok=True)
     doc = {
         "when": time.strftime("%Y-%m-%d %H:%M %Z"),
         "machine": machine(),
