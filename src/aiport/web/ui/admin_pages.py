@@ -209,8 +209,12 @@ async def usage(request: Request, days: int = 30, bucket: str = "day") -> Respon
     chart = {
         "tokens": charts.columns([(p["key"], p["tokens"]) for p in series], "Tokens over time"),
         "cost": charts.line([(p["key"], p["cost_usd"]) for p in series], "Cost over time", charts.dollars),
-        "errors": charts.line([(p["key"], p["error_rate"]) for p in series], "Error rate", charts.percent, "#c0392b"),
-        "cache": charts.line([(p["key"], p["cache_hit_rate"]) for p in series], "Cache hit rate", charts.percent),
+        "errors": charts.line(
+            [(p["key"], p["error_rate"]) for p in series], "Error rate", charts.percent, "#c0392b", 1.0
+        ),
+        "cache": charts.line(
+            [(p["key"], p["cache_hit_rate"]) for p in series], "Cache hit rate", charts.percent, peak=1.0
+        ),
         **{name: charts.bars(items, name) for name, items in breakdowns.items()},
     }
     top_users = [(label(names.users, p["key"]), p) for p in data["by_user"]]

@@ -44,7 +44,7 @@ def columns(points: Sequence[tuple[str, float]], label: str, fmt: Fmt = number, 
     peak = max(v for _, v in points) or 1.0
     plot_w, plot_h = width - left - 8, height - bottom - top
     step = plot_w / len(points)
-    bar = max(step * 0.7, 1.0)
+    bar = min(max(step * 0.7, 1.0), 48.0)
     parts = []
     for i in range(5):
         y = top + plot_h - plot_h * i / 4
@@ -68,12 +68,18 @@ def columns(points: Sequence[tuple[str, float]], label: str, fmt: Fmt = number, 
     return _svg(width, height, label, "".join(parts))
 
 
-def line(points: Sequence[tuple[str, float]], label: str, fmt: Fmt = number, color: str = PALETTE[1]) -> Markup:
-    """A line with dots (rates and money read better as a line)."""
+def line(
+    points: Sequence[tuple[str, float]],
+    label: str,
+    fmt: Fmt = number,
+    color: str = PALETTE[1],
+    peak: float | None = None,
+) -> Markup:
+    """A line with dots (rates and money read better as a line); rates pass peak=1."""
     width, height, left, bottom, top = 560, 220, 56, 28, 12
     if not points:
         return _svg(width, 60, label, '<text x="10" y="30">—</text>')
-    peak = max(v for _, v in points) or 1.0
+    peak = peak or max(v for _, v in points) or 1.0
     plot_w, plot_h = width - left - 12, height - bottom - top
     step = plot_w / max(len(points) - 1, 1)
     coords = [(left + i * step, top + plot_h - plot_h * v / peak) for i, (_, v) in enumerate(points)]

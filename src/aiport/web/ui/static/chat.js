@@ -2,7 +2,7 @@
 // stop, regenerate, copy, the per-answer process panel, and conversation rename/delete.
 // The user's message and an answer skeleton appear synchronously on submit (optimistic);
 // if the server refuses, both are removed again and the error is shown (visible rollback).
-import { api, ApiError, copyText, t, toast } from "/ui/static/ui.js";
+import { api, ApiError, copyText, sseEvents, t, toast } from "/ui/static/ui.js";
 import { renderMarkdown, escapeHtml } from "/ui/static/markdown.js";
 
 const root = document.getElementById("app-root");
@@ -79,25 +79,6 @@ function setBusy(on) {
 function showError(message) {
   errorBox.textContent = message;
   errorBox.hidden = !message;
-}
-
-async function* sseEvents(response) {
-  const reader = response.body.getReader();
-  const decoder = new TextDecoder();
-  let buffer = "";
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    buffer += decoder.decode(value, { stream: true });
-    let cut;
-    while ((cut = buffer.indexOf("\n\n")) >= 0) {
-      const block = buffer.slice(0, cut);
-      buffer = buffer.slice(cut + 2);
-      const data = block.split("\n").filter((l) => l.startsWith("data:")).map((l) => l.slice(5).trimStart()).join("\n");
-      if (!data || data === "[DONE]") continue;
-      yield JSON.parse(data);
-    }
-  }
 }
 
 function markConversation(id, title) {

@@ -33,6 +33,26 @@ export async function api(method, url, body, { raw = false, signal } = {}) {
   return data;
 }
 
+// Server-sent events from a fetch response body, as parsed JSON objects.
+export async function* sseEvents(response) {
+  const reader = response.body.getReader();
+  const decoder = new TextDecoder();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    buffer += decoder.decode(value, { stream: true });
+    let cut;
+    while ((cut = buffer.indexOf("\n\n")) >= 0) {
+      const block = buffer.slice(0, cut);
+      buffer = buffer.slice(cut + 2);
+      const data = block.split("\n").filter((l) => l.startsWith("data:")).map((l) => l.slice(5).trimStart()).join("\n");
+      if (!data || data === "[DONE]") continue;
+      yield JSON.parse(data);
+    }
+  }
+}
+
 export function toast(message, kind = "info") {
   const box = document.getElementById("toasts");
   if (!box) return;
