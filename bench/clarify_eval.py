@@ -74,7 +74,7 @@ def evaluate(now: datetime | None = None, name: str = "requests") -> dict[str, R
             now=now,
         )
         asked = isinstance(outcome, Need)
-        if asked:
+        if isinstance(outcome, Need):
             assert 2 <= len(outcome.choices) <= 5, r["text"]
         want = r["label"] == "ask"
         for key in ("all", language(r["text"])):

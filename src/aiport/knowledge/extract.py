@@ -107,7 +107,7 @@ def _decode(data: bytes) -> str:
     return data.decode("latin-1")
 
 
-_SPACES = re.compile(r"[ \t\r\f\v]+")
+_SPACES = re.compile(r"[^\S\n]+")  # any whitespace but newlines, NBSP included
 
 
 def _clean(text: str) -> str:
