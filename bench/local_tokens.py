@@ -201,9 +201,11 @@ def main(argv: list[str] | None = None) -> int:
     direct: Direct | None = None
     try:
         rg.log("loading the model for the direct side")
-        direct = Direct(data_dir, settings, a.max_tokens)
+        # separate data dirs: each side assembles its own copy of the GGUF, so one never
+        # rewrites the file the other has mapped
+        direct = Direct(data_dir / "direct", settings, a.max_tokens)
         rg.log("starting aiport serve with the default catalog")
-        with aiport_server(data_dir, work, a.max_tokens, src) as target:
+        with aiport_server(data_dir / "aiport", work, a.max_tokens, src) as target:
             direct.one(), asyncio.run(_one_stream(target))  # warm-up both
             for i in range(a.requests):
                 background.append(rg.wait_quiet(a.wait_quiet_s))
