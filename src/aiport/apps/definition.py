@@ -8,6 +8,7 @@ so every problem comes back with the exact path of the field to fix.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -15,12 +16,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from aiport.apps.templates import TemplateProblem, check_template
 from aiport.domain.errors import Unprocessable
+from aiport.tools import TOOL_NAMES
 
 SLUG_PATTERN = r"^[a-z0-9]+(?:-[a-z0-9]+)*$"
 VARIABLE_NAME_PATTERN = r"^[a-z_][a-z0-9_]{0,39}$"
 VariableType = Literal["short_text", "long_text", "select", "number", "toggle"]
 AppKind = Literal["chat", "generator", "agent"]
-AVAILABLE_TOOLS: frozenset[str] = frozenset()  # filled when the tools issue lands
+AVAILABLE_TOOLS: frozenset[str] = TOOL_NAMES  # aiport.tools (issue 7)
+KNOWLEDGE_ID_PATTERN = r"^kc_[0-9a-z]{4,36}$"  # a knowledge collection id; access is checked per caller at run time
 TEXT_LIMITS = {"short_text": 500, "long_text": 20_000}
 
 _closed = ConfigDict(extra="forbid")
@@ -155,7 +158,8 @@ def check_definition(defn: AppDefinition) -> list[FieldError]:
             have = ", ".join(sorted(AVAILABLE_TOOLS)) or "none yet"
             errors.append(FieldError(f"tools[{i}]", f"unknown tool '{tool}' (available: {have})"))
     for i, source in enumerate(defn.knowledge):
-        errors.append(FieldError(f"knowledge[{i}]", f"unknown knowledge source '{source}' (none available yet)"))
+        if not re.match(KNOWLEDGE_ID_PATTERN, source):
+            errors.append(FieldError(f"knowledge[{i}]", f"'{source}' is not a knowledge collection id (kc_...)"))
     return errors
 
 

@@ -12,6 +12,7 @@ import httpx
 
 from aiport.jobs.ssrf import UnsafeTarget, parse_url, vet
 from aiport.knowledge.search import search
+from aiport.tools import TOOL_NAMES
 from aiport.tools.base import Tool, ToolContext, ToolError
 from aiport.tools.calculator import CALCULATOR
 
@@ -108,3 +109,4 @@ CURRENT_TIME = Tool(
 )
 
 TOOLS: dict[str, Tool] = {t.name: t for t in (KNOWLEDGE_SEARCH, CALCULATOR, HTTP_GET, CURRENT_TIME)}
+assert set(TOOLS) == TOOL_NAMES, "aiport.tools.TOOL_NAMES must name every built-in tool"

@@ -12,6 +12,7 @@ from aiport.accounts.keys import create_key, key_view, list_keys, revoke_key
 from aiport.domain.errors import NotFound, PermissionDenied, Unprocessable
 from aiport.domain.principal import Principal
 from aiport.observe.queries import LogFilter, list_logs, log_view
+from aiport.observe.traces import load_tree
 from aiport.store.models import AuditLog, User
 from aiport.web.v1 import identify, runtime
 
@@ -51,9 +52,10 @@ async def get_log(log_id: str, request: Request) -> dict[str, Any]:
     principal = await require_admin(request)
     async with runtime(request).sessions() as session:
         row = await session.get(AuditLog, log_id)
-    if row is None or row.org_id != principal.org_id:
-        raise NotFound(f"No audit record {log_id}.", code="log_not_found")
-    return log_view(row, full=True)
+        if row is None or row.org_id != principal.org_id:
+            raise NotFound(f"No audit record {log_id}.", code="log_not_found")
+        trace = await load_tree(session, row.request_id, principal.org_id)  # retrieval, tools, steps
+    return {**log_view(row, full=True), "trace": trace}
 
 
 class KeyCreate(BaseModel):

@@ -1,0 +1,87 @@
+"""Apps attach collections and tools: `model="app:<slug>"` on the OpenAI API retrieves with
+the caller's own access (a member of another team gets nothing from team A's collection)
+and runs the agent loop with the app's tools. The admin record shows the trace."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import openai
+import pytest
+
+from tests.apps.harness import World
+from tests.knowledge.conftest import upload
+from tests.support.fake_openai import FakeOpenAI
+
+
+@pytest.fixture(scope="module")
+def team_app(world: World) -> dict[str, Any]:
+    with world.client("a_admin") as c:
+        col = c.post("/api/knowledge/collections", json={"name": "A handbook", "visibility": "team",
+                                                        "team_id": world.team_a}).json()  # fmt: skip
+        r = upload(
+            c, col["id"], "oncall.md", b"# On-call\n\n## Pager\n\nThe pager rotation changes every Monday at 10:00."
+        )
+        assert r.status_code == 201, r.text
+    with world.client("owner") as c:  # an org-wide app that attaches team A's collection
+        definition = {"name": "Helper", "slug": "kn-helper", "model": "echo", "knowledge": [col["id"]],
+                      "system_prompt": "Be brief."}  # fmt: skip
+        r = c.post("/api/apps", json={"definition": definition, "sharing": {"visibility": "org"}, "publish": True})
+        assert r.status_code == 201, r.text
+        agent = {"name": "Calc", "slug": "kn-calc", "kind": "agent", "model": "agent", "tools": ["calculator"]}
+        r = c.post("/api/apps", json={"definition": agent, "sharing": {"visibility": "org"}, "publish": True})
+        assert r.status_code == 201, r.text
+        bad = {**agent, "slug": "kn-bad", "tools": ["shell"], "knowledge": ["not-an-id"]}
+        r = c.post("/api/apps", json={"definition": bad})
+        assert r.status_code == 422 and "tools[0]" in r.text and "knowledge[0]" in r.text
+    return col
+
+
+def _client(world: World, who: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=world.gateway.url + "/v1", api_key=world.people[who].key, max_retries=0)
+
+
+def test_app_answers_with_citations_from_its_collection(
+    world: World, team_app: dict[str, Any], fake_upstream: FakeOpenAI
+) -> None:
+    out = _client(world, "a_member").chat.completions.create(
+        model="app:kn-helper", messages=[{"role": "user", "content": "When does the pager rotation change?"}]
+    )
+    citations = (out.choices[0].message.model_extra or {})["citations"]
+    assert citations[0]["title"] == "On-call" and citations[0]["collection_id"] == team_app["id"]
+    sent = fake_upstream.requests[-1]["messages"]
+    assert sent[0] == {"role": "system", "content": "Be brief."}
+    assert "[1] On-call — On-call > Pager" in sent[1]["content"]
+
+
+def test_member_of_another_team_gets_nothing_from_it(world: World, fake_upstream: FakeOpenAI) -> None:
+    out = _client(world, "b_member").chat.completions.create(
+        model="app:kn-helper", messages=[{"role": "user", "content": "When does the pager rotation change?"}]
+    )
+    assert (out.choices[0].message.model_extra or {})["citations"] == []
+    assert not any("pager rotation changes" in str(m["content"]) for m in fake_upstream.requests[-1]["messages"])
+
+
+def test_agent_app_uses_its_tools_and_the_admin_sees_the_trace(world: World) -> None:
+    out = _client(world, "b_member").chat.completions.create(
+        model="app:kn-calc", messages=[{"role": "user", "content": 'use calculator {"expression": "12*12"}'}]
+    )
+    assert out.choices[0].message.content == "final: 144"
+    request_id = out.id.removeprefix("chatcmpl-")
+    world.gateway.flush()
+    with world.client("owner") as c:
+        rows = c.get("/api/admin/logs", params={"limit": 50}).json()["data"]
+        row = next(r for r in rows if r["request_id"].endswith(request_id))
+        detail = c.get(f"/api/admin/logs/{row['id']}").json()
+    names = [s["name"] for s in detail["trace"]]
+    assert "tool:calculator" in names and "model step 1" in names
+
+
+def test_streaming_delivers_the_grounded_answer_in_one_chunk(world: World, team_app: dict[str, Any]) -> None:
+    stream = _client(world, "a_member").chat.completions.create(
+        model="app:kn-helper", stream=True, messages=[{"role": "user", "content": "pager rotation?"}]
+    )
+    chunks = list(stream)
+    assert len(chunks) == 1 and chunks[0].choices[0].finish_reason == "stop"
+    delta = chunks[0].choices[0].delta
+    assert delta.content and (delta.model_extra or {})["citations"][0]["title"] == "On-call"
