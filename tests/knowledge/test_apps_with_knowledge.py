@@ -85,3 +85,38 @@ def test_streaming_delivers_the_grounded_answer_in_one_chunk(world: World, team_
     assert len(chunks) == 1 and chunks[0].choices[0].finish_reason == "stop"
     delta = chunks[0].choices[0].delta
     assert delta.content and (delta.model_extra or {})["citations"][0]["title"] == "On-call"
+
+
+def test_a_message_contradicting_the_form_is_asked_back(world: World, fake_upstream: FakeOpenAI) -> None:
+    definition = {
+        "name": "Mail", "slug": "kn-mail", "kind": "generator", "model": "echo",
+        "variables": [{"name": "tone", "label": "tone", "type": "select", "options": ["formal", "casual"],
+                       "default": "formal", "required": True}],
+        "system_prompt": "Write in a {{ tone }} tone.",
+    }  # fmt: skip
+    with world.client("owner") as c:
+        r = c.post("/api/apps", json={"definition": definition, "sharing": {"visibility": "org"}, "publish": True})
+        assert r.status_code == 201, r.text
+    client = _client(world, "a_member")
+    before = len(fake_upstream.requests)
+    first = client.chat.completions.create(
+        model="app:kn-mail",
+        messages=[{"role": "user", "content": "Reply to Jae, make it casual"}],
+        extra_body={"inputs": {"tone": "formal"}},
+    )
+    assert first.choices[0].finish_reason == "clarification" and len(fake_upstream.requests) == before
+    clar = (first.choices[0].message.model_extra or {})["clarification"]
+    assert clar["kind"] == "form_variable" and [c["label"] for c in clar["choices"]][:2] == ["formal", "casual"]
+    second = client.chat.completions.create(
+        model="app:kn-mail",
+        messages=[{"role": "user", "content": "-"}],
+        extra_body={"aiport": {"resume": {"clarification_id": clar["id"], "choice": "c2"}}},
+    )
+    assert second.choices[0].finish_reason == "stop"
+    assert fake_upstream.requests[-1]["messages"][-1]["content"].endswith("(Clarified: tone = casual.)")
+    plain = client.chat.completions.create(  # no contradiction: the normal path, untouched
+        model="app:kn-mail",
+        messages=[{"role": "user", "content": "Reply to Jae"}],
+        extra_body={"inputs": {"tone": "formal"}},
+    )
+    assert plain.choices[0].finish_reason == "stop" and plain.choices[0].message.model_extra.get("citations") is None

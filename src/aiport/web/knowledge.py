@@ -4,21 +4,17 @@ clarifications (ask back, then resume), and trace trees. Also the OpenAI API ext
 
 from __future__ import annotations
 
-import time
 from typing import Annotated, Any, Literal
 
-import orjson
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 from sqlalchemy import func, select
-from starlette.responses import Response
 
-from aiport.accounts.authz import Actor, load_actor
+from aiport.accounts.authz import Actor
 from aiport.apps.compose import resolve_model
 from aiport.domain.chat import ChatRequest
 from aiport.domain.errors import (
     GatewayError,
-    InvalidRequest,
     NotFound,
     PayloadTooLarge,
     PermissionDenied,
@@ -26,7 +22,14 @@ from aiport.domain.errors import (
 )
 from aiport.gateway.call import Call
 from aiport.knowledge import access
-from aiport.knowledge.assist import Assist, Outcome, embedder_for, resume, run, visible_collections
+from aiport.knowledge.assist import (
+    Assist,
+    Outcome,
+    embedder_for,
+    resume,
+    run,
+    visible_collections,
+)
 from aiport.knowledge.documents import (
     Limits,
     add_document,
@@ -37,10 +40,10 @@ from aiport.knowledge.documents import (
 )
 from aiport.knowledge.search import search
 from aiport.observe.traces import load_tree
-from aiport.store.apps import AppVersion
 from aiport.store.knowledge import Clarification, Collection, Document
 from aiport.store.models import AuditLog, iso_utc
 from aiport.web.auth import current_actor
+from aiport.web.knowledge_openai import openai_extension
 from aiport.web.runtime import Runtime
 from aiport.web.v1 import runtime
 
@@ -367,95 +370,4 @@ async def get_trace(request_id: str, request: Request) -> dict[str, Any]:
     return {"object": "trace", "request_id": request_id, "spans": tree}
 
 
-# ---- the OpenAI API extension -------------------------------------------------------------------
-class OpenAIExtension(BaseModel):
-    """`"aiport": {...}` in a /v1/chat/completions body (docs/knowledge.md)."""
-
-    collections: Annotated[list[Id], Field(max_length=50)] | None = None
-    tools: Annotated[list[Annotated[str, Field(max_length=100)]], Field(max_length=10)] = []
-    clarify: bool = True
-    resume: dict[str, str] | None = None  # {"clarification_id": ..., "choice": ..., "text": ...}
-
-
-async def _app_knowledge(rt: Runtime, call: Call) -> tuple[list[str], list[str]]:
-    if call.request.app_version_id is None:
-        return [], []
-    async with rt.sessions() as session:
-        version = await session.get(AppVersion, call.request.app_version_id)
-    defn = version.definition if version is not None else {}
-    return list(defn.get("knowledge") or []), list(defn.get("tools") or [])
-
-
-async def openai_extension(rt: Runtime, call: Call, data: dict[str, Any]) -> Response | None:
-    """For web/v1.py: clarification, knowledge and tools on a chat completion, when the body
-    carries `aiport` or the app it runs has knowledge or tools; otherwise None (no cost but
-    one lookup for app calls)."""
-    raw = data.get("aiport")
-    app_collections, app_tools = await _app_knowledge(rt, call)
-    if raw is None and not app_collections and not app_tools:
-        return None
-    try:
-        ext = OpenAIExtension.model_validate(raw or {})
-    except ValidationError as exc:
-        err = exc.errors(include_url=False)[0]
-        path = ".".join(str(p) for p in err["loc"])
-        raise InvalidRequest(f"Invalid value for 'aiport.{path}': {err['msg']}.", param=f"aiport.{path}") from exc
-    assert call.principal is not None
-    async with rt.sessions() as session:
-        actor = await load_actor(session, call.principal)
-        if app_collections and ext.collections is None:
-            visible = {c.id for c in await visible_collections(session, actor, None)}
-            ext.collections = [c for c in app_collections if c in visible]  # the caller's access decides
-    try:
-        if ext.resume is not None:
-            r = ext.resume
-            if not r.get("clarification_id") or not r.get("choice"):
-                raise InvalidRequest("'aiport.resume' needs clarification_id and choice.", param="aiport.resume")
-            outcome = await resume(rt, actor, r["clarification_id"], r["choice"], r.get("text"), call)
-        else:
-            use = ext.collections is not None or raw is not None
-            assist = Assist(
-                collection_ids=ext.collections, tools=ext.tools or app_tools, clarify=ext.clarify, use_knowledge=use
-            )
-            outcome = await run(rt, actor, call, assist)
-    except GatewayError as exc:
-        if not call.recorded:
-            call.fail(exc)
-            rt.pipeline.finalize(call)
-        raise
-    return _openai_response(call, outcome)
-
-
-def _openai_response(call: Call, outcome: Outcome) -> Response:
-    created = int(time.time())
-    model = call.model.name if call.model else call.request.model
-    base = {"id": "chatcmpl-" + call.request_id[4:], "created": created, "model": model, "system_fingerprint": None}
-    if outcome.clarification is not None:
-        message: dict[str, Any] = {
-            "role": "assistant",
-            "content": outcome.clarification["question"],
-            "clarification": outcome.clarification,
-        }
-        finish, usage = "clarification", {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
-    else:
-        assert outcome.completion is not None
-        message = {"role": "assistant", "content": outcome.completion.text, "citations": outcome.citations}
-        if outcome.agent is not None:
-            message["agent"] = outcome.agent
-        finish, usage = outcome.completion.finish_reason, outcome.completion.usage.to_openai()
-    headers = {**call.response_headers, "x-aiport-request-id": call.request_id}
-    if call.request.stream:
-        chunk = {
-            **base,
-            "object": "chat.completion.chunk",
-            "choices": [{"index": 0, "delta": message, "logprobs": None, "finish_reason": finish}],
-        }
-        body = b"data: " + orjson.dumps(chunk) + b"\n\ndata: [DONE]\n\n"
-        return Response(body, media_type="text/event-stream", headers=headers)
-    completion = {
-        **base,
-        "object": "chat.completion",
-        "usage": usage,
-        "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
-    }
-    return Response(orjson.dumps(completion), media_type="application/json", headers=headers)
+__all__ = ["openai_extension", "router", "traces_router"]  # web/v1.py imports openai_extension from here
