@@ -87,6 +87,8 @@ def measure(t: tg.Target, args: argparse.Namespace) -> dict[str, Any]:
     done = res["throughput"].get("requests_ok") or res["throughput"].get("requests") or 0
     if pids and done:
         res["throughput"]["cpu_ms_per_request"] = round(1000 * cpu["target_cpu_s"] / done, 3)
+        if cpu["target_cpu_s"] > 0:
+            res["throughput"]["cpu_capacity_rps"] = round(done / cpu["target_cpu_s"], 1)
     log(f"[{t.name}]   {res['throughput'].get('rps')} req/s, errors {res['throughput'].get('errors')}")
     time.sleep(args.settle_s)
 
@@ -236,6 +238,12 @@ def rows(args: argparse.Namespace) -> list[Row]:
     return [
         ("throughput, req/s (closed loop)", ("throughput", "rps"), lambda v: f"{v:,.0f}", False),
         ("gateway CPU per request, ms", ("throughput", "cpu_ms_per_request"), f2, False),
+        (
+            "capacity of one core at that CPU cost, req/s",
+            ("throughput", "cpu_capacity_rps"),
+            lambda v: f"{v:,.0f}",
+            False,
+        ),
         (f"latency p50 @ {r} req/s, ms", ("latency", "latency_ms", "p50"), f2, True),
         (f"latency p90 @ {r} req/s, ms", ("latency", "latency_ms", "p90"), f2, True),
         (f"latency p99 @ {r} req/s, ms", ("latency", "latency_ms", "p99"), f2, True),
@@ -397,6 +405,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--profile-s", type=float, default=10)
     ap.add_argument("--keep-logs", action="store_true", help="keep the temporary work dir with logs")
     ap.add_argument("--out", default="", help="path stem (default bench/results/gateway-<time>)")
+    ap.add_argument("--from-json", default="", help="only re-render the markdown of an earlier run's JSON")
     a = ap.parse_args(argv)
     if a.quick:
         a.throughput_s, a.latency_s, a.light_s, a.stream_s, a.cache_s, a.warmup_s = 5, 8, 5, 6, 5, 1
@@ -408,9 +417,26 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     return a
 
 
+def rerender(path: Path) -> int:
+    """Markdown again from a run's JSON (same settings, same command line)."""
+    doc = json.loads(path.read_text())
+    for runs in doc["results"].values():  # older runs: derive what newer ones store
+        for r in runs:
+            t = r.get("throughput") or {}
+            if t.get("cpu_ms_per_request") and "cpu_capacity_rps" not in t:
+                t["cpu_capacity_rps"] = round(1000 / t["cpu_ms_per_request"], 1)
+    args = argparse.Namespace(**doc["settings"])
+    md = report(doc, args, doc.get("argv", []))
+    path.with_suffix(".md").write_text(md + "\n")
+    print(md)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse(argv)
+    if args.from_json:
+        return rerender(Path(args.from_json))
     load.install_uvloop()
     with contextlib.suppress(AttributeError, OSError):
         os.sched_setaffinity(0, {int(c) for c in args.client_cpus.split(",")})
@@ -463,6 +489,7 @@ def main(argv: list[str] | None = None) -> int:
         "background_at_start_pct": background,
         "aiport_commit": tg.git_commit(args.aiport_ref or "HEAD"),
         "settings": vars(args),
+        "argv": argv,
         "targets": meta,
         "results": results,
     }
