@@ -18,11 +18,13 @@ from aiport.accounts.people import team_view, user_view
 from aiport.domain.errors import InvalidRequest, NotFound
 from aiport.observe.dashboard import STATUSES, LogQuery, Names, export_csv, input_preview, log_page, message_text
 from aiport.observe.dashboard import usage_overview as overview
+from aiport.observe.traces import load_tree
 from aiport.store.apps import App
 from aiport.store.models import AuditLog, Team, TeamMember, User, iso_utc
 from aiport.web import admin_limits
 from aiport.web.ui import charts
 from aiport.web.ui.context import PageRoute, Viewer, render, runtime_of, viewer
+from aiport.web.ui.pages import flatten
 
 router = APIRouter(prefix="/ui/admin", include_in_schema=False, route_class=PageRoute)
 
@@ -155,6 +157,7 @@ async def log_detail(request: Request, log_id: str) -> Response:
         if row is None or row.org_id != me.actor.org_id:
             raise NotFound(f"No audit record {log_id}.", code="log_not_found")
         names, _ = await _names(session, me.actor.org_id)
+        spans = flatten(await load_tree(session, row.request_id, me.actor.org_id))
     messages = [
         {"role": str(m.get("role", "?")), "content": message_text(m.get("content"))}
         for m in (row.input_messages or [])
@@ -184,6 +187,7 @@ async def log_detail(request: Request, log_id: str) -> Response:
         view=_row_view(row, names),
         messages=messages,
         timeline=_timeline(row),
+        spans=spans,
         request_json=request_json,
         response_json=response_json,
         record=record,

@@ -15,6 +15,7 @@ from aiport.apps import conversations as convs
 from aiport.apps import registry
 from aiport.apps.forms import form_schema
 from aiport.domain.errors import NotFound
+from aiport.observe.traces import load_tree
 from aiport.store.apps import App, AppVersion, ConversationMessage
 from aiport.store.models import AuditLog
 from aiport.web.ui.context import PageRoute, render, runtime_of, safe_next, viewer
@@ -125,6 +126,7 @@ async def process(request: Request, message_id: str) -> dict[str, Any]:
                 await session.execute(select(AuditLog).where(AuditLog.request_id == message.request_id).limit(1))
             ).scalar_one_or_none()
         app = await session.get(App, conversation.app_id)
+        spans = flatten(await load_tree(session, row.request_id, me.actor.org_id)) if row is not None else []
     if row is None or row.org_id != me.actor.org_id:
         return {"ready": False, "request_id": message.request_id, "model": message.model, "status": message.status}
     return {
@@ -145,6 +147,27 @@ async def process(request: Request, message_id: str) -> dict[str, Any]:
         "cache_hit": row.cache_hit,
         "status": row.status,
         "error": row.error,
-        "sources": [],  # filled in when the knowledge issue lands
-        "tools": [c.get("function", {}).get("name") for c in (row.output_tool_calls or []) if isinstance(c, dict)],
+        "sources": [_span_label(s) for s in spans if s["kind"] == "retrieval"],
+        "tools": [s["name"].removeprefix("tool:") for s in spans if s["kind"] == "tool"]
+        or [c.get("function", {}).get("name") for c in (row.output_tool_calls or []) if isinstance(c, dict)],
     }
+
+
+def flatten(tree: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Spans of a trace tree in start order, each with its depth (for an indented list)."""
+    out: list[dict[str, Any]] = []
+
+    def walk(nodes: list[dict[str, Any]], depth: int) -> None:
+        for node in nodes:
+            out.append({**node, "depth": depth})
+            walk(node.get("children") or [], depth + 1)
+
+    walk(tree, 0)
+    return out
+
+
+def _span_label(span: dict[str, Any]) -> str:
+    preview = span.get("result_preview") or ""
+    args = span.get("args") or {}
+    query = args.get("query") or args.get("document_id") or ""
+    return f"{query} → {preview[:120]}" if query else preview[:160] or span["name"]
