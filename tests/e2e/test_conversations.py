@@ -1,0 +1,59 @@
+"""Conversation handling in the browser: a refused run rolls back visibly, regenerate and
+copy work on an answer, and the history can be renamed and deleted."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.conftest import Gateway
+from tests.e2e.conftest import login, shot
+from tests.e2e.test_safety_a11y import _chat_app
+
+
+def test_refused_run_rolls_back_and_names_the_field(page: Any) -> None:
+    login(page)
+    page.goto("/ui/apps/story-teller")
+    page.get_by_role("button", name="Run").click()  # Topic is required and empty
+    alert = page.locator("#run-error")
+    alert.wait_for()
+    assert "Topic is required" in alert.inner_text()
+    page.wait_for_function("() => document.querySelectorAll('#thread .msg').length === 0")
+    assert page.evaluate("() => document.activeElement.id") == "in-topic"
+    assert page.get_attribute("#in-topic", "aria-invalid") == "true"
+    shot(page, "14-rollback")
+
+
+def test_regenerate_copy_rename_delete(page: Any, ui_gateway: Gateway) -> None:
+    _chat_app(ui_gateway)
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    login(page)
+    page.goto("/ui/apps/echo-chat")
+    page.get_by_label("Message").fill("hello there")
+    page.get_by_role("button", name="Send").click()
+    answer = page.locator("#thread .msg.assistant").last
+    answer.get_by_text("echo: hello there").wait_for()
+    page.wait_for_function(
+        "() => document.querySelector('#thread .msg.assistant:last-child').dataset.status === 'complete'"
+    )
+    first_id = answer.get_attribute("data-id")
+    answer.get_by_role("button", name="Regenerate").click()
+    page.wait_for_function(
+        f"() => {{ const a = document.querySelector('#thread .msg.assistant:last-child');"
+        f" return a.dataset.status === 'complete' && a.dataset.id !== '{first_id}'; }}"
+    )
+    assert page.locator("#thread .msg.assistant").count() == 1
+    answer.get_by_role("button", name="Copy").click()
+    assert page.evaluate("() => navigator.clipboard.readText()") == "echo: hello there"
+    # rename, then delete, from the history
+    item = page.locator("#history li").first
+    page.once("dialog", lambda d: d.accept("Greeting test"))
+    item.get_by_role("button", name="Rename").click()
+    page.wait_for_timeout(300)
+    page.reload()
+    assert page.locator("#history li").first.locator("a").inner_text() == "Greeting test"
+    before = page.locator("#history li").count()
+    page.once("dialog", lambda d: d.accept())
+    page.locator("#history li").first.get_by_role("button", name="Delete").click()
+    page.wait_for_url("**/ui/apps/echo-chat")
+    assert page.locator("#history li").count() == before - 1
+    assert page.get_by_text("Greeting test").count() == 0
