@@ -50,15 +50,25 @@ def _settled(c: Any, sub_id: str, n: int = 1) -> Callable[[], list[dict[str, Any
     return check
 
 
+@pytest.fixture(scope="module")
+def hooks_gateway(tmp_path_factory: pytest.TempPathFactory, jobs_upstream: JobsUpstream) -> Iterator[Gateway]:
+    """aiport for this module alone: org-wide subscriptions see every job of the org, so no
+    other module's job may end while these tests count deliveries."""
+    settings = jobs_settings(tmp_path_factory.mktemp("hooks"), jobs_upstream.url, None)  # type: ignore[attr-defined]
+    gw = start_jobs_gateway(settings, "sqlite")
+    yield gw
+    gw.server.stop()
+
+
 @pytest.fixture
 def name() -> str:
     return "h" + secrets.token_hex(4)
 
 
 def test_receiver_failing_twice_gets_exactly_one_successful_delivery(
-    jobs_gateway: Gateway, receiver: WebhookReceiver, name: str
+    hooks_gateway: Gateway, receiver: WebhookReceiver, name: str
 ) -> None:
-    with jobs_gateway.client() as c:
+    with hooks_gateway.client() as c:
         sub = _subscribe(c, receiver, name, ["job.succeeded"], hook={"plan": [500, 503]})
         job = wait_job(c, c.post("/api/jobs", json=_batch("hooked")).json()["id"])
         (delivery,) = wait_for(_settled(c, sub["id"]), what="the delivery to settle")
@@ -85,9 +95,9 @@ def test_receiver_failing_twice_gets_exactly_one_successful_delivery(
 
 
 def test_manual_redeliver_sends_again_and_is_logged(
-    jobs_gateway: Gateway, receiver: WebhookReceiver, name: str
+    hooks_gateway: Gateway, receiver: WebhookReceiver, name: str
 ) -> None:
-    with jobs_gateway.client() as c:
+    with hooks_gateway.client() as c:
         sub = _subscribe(c, receiver, name, ["webhook.ping"])
         ping = c.post(f"/api/webhooks/{sub['id']}/ping")
         assert ping.status_code == 202
@@ -102,8 +112,8 @@ def test_manual_redeliver_sends_again_and_is_logged(
     assert len(receiver.received(name)) == 2
 
 
-def test_failed_jobs_and_app_scoped_subscriptions(jobs_gateway: Gateway, receiver: WebhookReceiver, name: str) -> None:
-    with jobs_gateway.client() as c:
+def test_failed_jobs_and_app_scoped_subscriptions(hooks_gateway: Gateway, receiver: WebhookReceiver, name: str) -> None:
+    with hooks_gateway.client() as c:
         failed = _subscribe(c, receiver, name, ["job.failed"])
         other = _subscribe(c, receiver, name + "app", ["*"], app_id="app_elsewhere")
         job = wait_job(c, c.post("/api/jobs", json=_batch("nope", model="rejecting")).json()["id"])
@@ -118,8 +128,8 @@ def test_failed_jobs_and_app_scoped_subscriptions(jobs_gateway: Gateway, receive
     assert b'"job.failed"' in got.body and job["id"].encode() in got.body
 
 
-def test_redirects_are_not_followed(jobs_gateway: Gateway, receiver: WebhookReceiver, name: str) -> None:
-    with jobs_gateway.client() as c:
+def test_redirects_are_not_followed(hooks_gateway: Gateway, receiver: WebhookReceiver, name: str) -> None:
+    with hooks_gateway.client() as c:
         sub = _subscribe(c, receiver, name, ["webhook.ping"], hook={"redirect_to": "http://169.254.169.254/latest"})
         c.post(f"/api/webhooks/{sub['id']}/ping")
         wait_for(lambda: _deliveries(c, sub["id"])[0]["attempts"] >= 1, what="the first attempt")
@@ -130,8 +140,8 @@ def test_redirects_are_not_followed(jobs_gateway: Gateway, receiver: WebhookRece
     assert all(g.status == 302 for g in receiver.received(name))
 
 
-def test_secret_is_shown_once_and_never_stored(jobs_gateway: Gateway, receiver: WebhookReceiver, name: str) -> None:
-    with jobs_gateway.client() as c:
+def test_secret_is_shown_once_and_never_stored(hooks_gateway: Gateway, receiver: WebhookReceiver, name: str) -> None:
+    with hooks_gateway.client() as c:
         sub = _subscribe(c, receiver, name, ["webhook.ping"])
         secret = sub["secret"]
         assert secret.startswith("whsec_") and len(secret) > 40 and sub["secret_prefix"] == secret[:12]
@@ -139,11 +149,11 @@ def test_secret_is_shown_once_and_never_stored(jobs_gateway: Gateway, receiver: 
         assert all("secret" not in s for s in c.get("/api/webhooks").json()["data"])
 
         async def row() -> list[Any]:
-            async with jobs_gateway.runtime.sessions() as s:
+            async with hooks_gateway.runtime.sessions() as s:
                 q = text("SELECT * FROM webhook_subscriptions WHERE id = :id")
                 return list((await s.execute(q, {"id": sub["id"]})).one())
 
-        stored = " ".join(str(v) for v in jobs_gateway.server.run(row()))
+        stored = " ".join(str(v) for v in hooks_gateway.server.run(row()))
         assert secret not in stored and secret.removeprefix("whsec_") not in stored
         # rotating makes a new secret; deliveries are signed with it from then on
         rotated = c.post(f"/api/webhooks/{sub['id']}/rotate-secret").json()["secret"]
@@ -157,11 +167,11 @@ def test_secret_is_shown_once_and_never_stored(jobs_gateway: Gateway, receiver: 
         c.delete(f"/api/webhooks/{sub['id']}")
 
 
-def test_only_admins_manage_webhooks_and_bad_bodies_are_422(jobs_gateway: Gateway, receiver: WebhookReceiver) -> None:
-    with jobs_gateway.client(member_key(jobs_gateway)) as member:
+def test_only_admins_manage_webhooks_and_bad_bodies_are_422(hooks_gateway: Gateway, receiver: WebhookReceiver) -> None:
+    with hooks_gateway.client(member_key(hooks_gateway)) as member:
         r = member.post("/api/webhooks", json={"url": receiver.hook("member"), "events": ["job.succeeded"]})
         assert r.status_code == 403 and r.json()["error"]["code"] == "admin_only"
-    with jobs_gateway.client() as c:
+    with hooks_gateway.client() as c:
         cases = [
             ({"url": receiver.hook("x"), "events": ["job.exploded"]}, "events[0]"),
             ({"url": receiver.hook("x"), "events": []}, "events"),
@@ -262,10 +272,10 @@ def _documented_verifier() -> Callable[..., bool]:
 
 
 def test_documented_verifier_accepts_real_deliveries_and_rejects_forged_ones(
-    jobs_gateway: Gateway, receiver: WebhookReceiver, name: str
+    hooks_gateway: Gateway, receiver: WebhookReceiver, name: str
 ) -> None:
     documented = _documented_verifier()
-    with jobs_gateway.client() as c:
+    with hooks_gateway.client() as c:
         sub = _subscribe(c, receiver, name, ["webhook.ping"])
         c.post(f"/api/webhooks/{sub['id']}/ping")
         (got,) = wait_for(lambda: receiver.received(name), what="a ping")

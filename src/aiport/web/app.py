@@ -22,6 +22,7 @@ from aiport.web.middleware import RequestIdMiddleware
 from aiport.web.openai_schema import ChatCompletionRequest
 from aiport.web.runtime import Runtime
 from aiport.web.ui import install as install_ui
+from aiport.web.webhooks import router as webhooks_router
 
 
 def create_app(
@@ -56,6 +57,7 @@ def create_app(
     app.include_router(v1.router)
     app.include_router(admin.router)
     app.include_router(jobs_router)
+    app.include_router(webhooks_router)
     app.include_router(admin_limits.router)
     app.include_router(auth.router)
     app.include_router(people.router)
