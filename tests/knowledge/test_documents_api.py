@@ -87,3 +87,28 @@ def test_sharing_rules(any_kn_gateway: Gateway) -> None:
         assert r.status_code == 422 and r.json()["error"]["param"] == "team_id"
         r = c.post("/api/knowledge/collections", json={"name": "", "visibility": "org"})
         assert r.status_code == 422
+
+
+def test_ask_back_and_resume_on_both_databases(any_kn_gateway: Gateway) -> None:
+    with any_kn_gateway.client() as c:
+        col = _collection(c)
+        for name in ("Acme", "Globex"):
+            body = f"# Vendor Contract - {name}\n\n## Term\n\nThe {name} contract renews every year.".encode()
+            assert upload(c, col, f"{name}.md", body).status_code == 201
+        r = c.post("/api/knowledge/ask", json={"message": "계약서 요약해줘", "model": "echo", "collection_ids": [col]})
+        clar = r.json()["clarification"]
+        assert [ch["label"].split(" (")[0] for ch in clar["choices"][:2]] == [
+            "Vendor Contract - Globex",
+            "Vendor Contract - Acme",
+        ]
+        assert c.get(f"/api/knowledge/clarifications/{clar['id']}").json()["resolved_at"] is None
+        bad = c.post(f"/api/knowledge/clarifications/{clar['id']}/resolve", json={"choice": "c9"})
+        assert bad.status_code == 422 and bad.json()["error"]["param"] == "choice"
+        other = clar["choices"][-1]["id"]
+        bad = c.post(f"/api/knowledge/clarifications/{clar['id']}/resolve", json={"choice": other})
+        assert bad.status_code == 422 and bad.json()["error"]["param"] == "text"
+        r = c.post(f"/api/knowledge/clarifications/{clar['id']}/resolve", json={"choice": "c2"})
+        answer = r.json()
+        assert answer["citations"][0]["title"] == "Vendor Contract - Acme"
+        stored = c.get(f"/api/knowledge/clarifications/{clar['id']}").json()
+        assert stored["resolved_request_id"] == answer["request_id"] and stored["resolved_choice"]["id"] == "c2"
