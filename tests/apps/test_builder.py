@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from aiport.apps.builder import extract_json
+from aiport.apps.definition import definition_errors
 from aiport.apps.repair import repair_definition
 from tests.apps.harness import World, audit_record
 from tests.apps.scripted_model import ScriptedModel
@@ -45,7 +46,8 @@ SLOPPY: dict[str, Any] = {  # the shape small models produce: right idea, wrong 
         ],
         "model": "gpt-9",
         "settings": {"temperature": "5", "maxTokens": 500},
-        "tools": ["web_search"],
+        "tools": ["web_search", "calculator"],
+        "knowledge": "kc_0123456789, my documents",
         "greeting": 42,
     }
 }
@@ -56,13 +58,17 @@ def draft(world: World, model: str = "scripted", who: str = "a_member") -> Any:
         return c.post("/api/apps/builder/draft", json={"description": DESCRIPTION, "model": model})
 
 
-def test_a_valid_draft_is_returned_for_review_and_the_model_was_constrained(world: World, scripted: ScriptedModel) -> None:
+def test_a_valid_draft_is_returned_for_review_and_the_model_was_constrained(
+    world: World, scripted: ScriptedModel
+) -> None:
     scripted.queue(GOOD)
     r = draft(world)
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["object"] == "app.draft" and body["attempts"] == 1 and body["repairs"] == []
-    assert body["definition"]["slug"] == "korean-meeting-summary" and body["definition"]["variables"][1]["default"] is True
+    assert (
+        body["definition"]["slug"] == "korean-meeting-summary" and body["definition"]["variables"][1]["default"] is True
+    )
     asked = scripted.requests[0]
     assert asked["response_format"]["type"] == "json_schema"
     schema = asked["response_format"]["json_schema"]["schema"]
@@ -93,13 +99,17 @@ def test_a_partially_valid_draft_is_repaired_and_every_fix_is_reported(world: Wo
     assert variables["notes"]["type"] == "long_text" and variables["notes"]["required"] is True
     assert variables["language"]["type"] == "select" and variables["language"]["options"] == ["Korean", "English"]
     assert variables["language"]["default"] == "Korean"
-    assert variables["length"]["type"] == "number" and (variables["length"]["min"], variables["length"]["max"]) == (50, 300)
+    assert variables["length"]["type"] == "number" and (variables["length"]["min"], variables["length"]["max"]) == (
+        50,
+        300,
+    )
     assert variables["length"]["default"] is None  # 1000 is outside 50..300
     assert d["model"] == "auto" and d["params"]["temperature"] == 2 and d["params"]["max_tokens"] == 500
-    assert d["tools"] == [] and d["opening_message"] == "42"
+    assert d["tools"] == ["calculator"] and d["knowledge"] == ["kc_0123456789"] and d["opening_message"] == "42"
     notes = "\n".join(body["repairs"])
     for expected in ("unwrapped the 'app' object", "renamed systemPrompt to system_prompt", "model 'gpt-9'",
-                     "params.temperature 5 was clamped to 2", "min and max were swapped", "tools removed",
+                     "params.temperature 5 was clamped to 2", "min and max were swapped",
+                     "tools: removed 'web_search'", "knowledge: removed 'my documents'",
                      "turned {name} placeholders"):  # fmt: skip
         assert expected in notes, (expected, notes)
 
@@ -174,5 +184,20 @@ def test_json_is_found_fenced_amid_prose_and_with_trailing_commas(text: str, exp
 def test_repair_leaves_what_it_cannot_fix_for_validation() -> None:
     repaired, notes = repair_definition("just text", description="x", models=set(), taken_slugs=set())
     assert repaired == "just text" and notes == []
-    repaired, notes = repair_definition({"variables": "nonsense"}, description="A thing", models=set(), taken_slugs=set())
+    repaired, notes = repair_definition(
+        {"variables": "nonsense"}, description="A thing", models=set(), taken_slugs=set()
+    )
     assert repaired["name"] == "A thing" and repaired["variables"] == [] and "name was missing" in notes[0]
+
+
+def test_the_draft_schema_is_a_bounded_subset_of_the_definition() -> None:
+    from aiport.apps.definition import definition_json_schema
+    from aiport.apps.draft_schema import draft_json_schema
+
+    draft, full = draft_json_schema(), definition_json_schema()
+    assert set(draft["properties"]) <= set(full["properties"])
+    assert set(draft["required"]) >= {"name", "slug", "variables", "system_prompt"}
+    strings = [p for p in draft["properties"].values() if p.get("type") == "string" and "enum" not in p]
+    assert all("maxLength" in p or "pattern" in p for p in strings)  # no endless strings under a grammar
+    defn, errors = definition_errors(GOOD)
+    assert defn is not None and not errors

@@ -2,10 +2,11 @@
 -> a complete, valid app definition the person reviews, edits and saves.
 
 The model is called through the one pipeline (entry point `builder`, so it is metered and
-audited like any call) with the definition's JSON Schema as `response_format` where the
-model supports structured output (plain JSON mode elsewhere). Its answer is parsed,
-repaired (see `repair`) and validated; when it still fails, the model gets the precise
-errors and another try, and after the last try the caller gets those errors as a 422.
+audited like any call) with a JSON Schema as `response_format` where the model supports
+structured output (plain JSON mode elsewhere): a bounded subset of the definition's schema
+(`draft_schema`), so a small model finishes its draft. Its answer is parsed, repaired
+(see `repair`) and validated against the whole definition; when it still fails, the model
+gets the precise errors and another try, and after the last one the caller gets them as a 422.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiport.apps.compose import ModelDirectory, resolve_model
-from aiport.apps.definition import AppDefinition, FieldError, definition_errors, definition_json_schema
+from aiport.apps.definition import AppDefinition, FieldError, definition_errors
+from aiport.apps.draft_schema import draft_json_schema
 from aiport.apps.repair import repair_definition
 from aiport.domain.chat import ChatRequest, Message
 from aiport.domain.errors import Unprocessable
@@ -81,14 +83,14 @@ def extract_json(text: str) -> Any:
 def _response_format(model: str, router: ModelDirectory, principal: Principal) -> dict[str, Any]:
     config = next((m for m in router.models_for(principal) if m.name == model), None)
     if config is not None and getattr(config, "supports_json_schema", False):
-        schema = {"name": "app_definition", "schema": definition_json_schema(), "strict": False}
+        schema = {"name": "app_definition", "schema": draft_json_schema(), "strict": False}
         return {"type": "json_schema", "json_schema": schema}
     return {"type": "json_object"}
 
 
 def _max_tokens(model: str, router: ModelDirectory, principal: Principal) -> int | None:
     config = next((m for m in router.models_for(principal) if m.name == model), None)
-    return min(2048, int(config.max_output_tokens)) if config is not None else None
+    return min(1536, int(config.max_output_tokens)) if config is not None else None
 
 
 def _feedback(problem: str) -> Message:

@@ -10,10 +10,18 @@ fixed safely (a broken template, nonsense types) is left for validation to rejec
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 from aiport.accounts.people import slugify
-from aiport.apps.definition import TEXT_LIMITS, AppDefinition, GenerationParams, Variable
+from aiport.apps.definition import (
+    AVAILABLE_TOOLS,
+    KNOWLEDGE_ID_PATTERN,
+    TEXT_LIMITS,
+    AppDefinition,
+    GenerationParams,
+    Variable,
+)
 from aiport.apps.templates import template_names
 
 _KINDS = {
@@ -287,8 +295,20 @@ def repair_definition(data: Any, *, description: str, models: set[str], taken_sl
     app["params"] = _repair_params(app.get("params"), notes)
     if "suggested_questions" in app:
         app["suggested_questions"] = [q[:300] for q in _list_of_text(app["suggested_questions"])][:10]
-    for field in ("tools", "knowledge"):
-        if app.get(field):
-            notes.append(f"{field} removed: none are available yet")
-        app[field] = []
+    app["tools"] = _keep(app.get("tools"), lambda t: t in AVAILABLE_TOOLS, "tools", "is not an available tool", notes)
+    app["knowledge"] = _keep(
+        app.get("knowledge"), lambda k: re.match(KNOWLEDGE_ID_PATTERN, k) is not None, "knowledge",
+        "is not a knowledge collection id", notes,
+    )  # fmt: skip
     return app, notes
+
+
+def _keep(raw: Any, known: Callable[[str], bool], field: str, why: str, notes: list[str]) -> list[str]:
+    """Keep the entries that exist here; a model inventing a tool or a source loses it, with a note."""
+    kept: list[str] = []
+    for item in _list_of_text(raw):
+        if known(item) and item not in kept:
+            kept.append(item)
+        else:
+            notes.append(f"{field}: removed '{item[:100]}', which {why}")
+    return kept[:20]
