@@ -127,3 +127,32 @@ def test_killed_worker_job_is_redelivered_and_finishes_exactly_once(
     got = receiver.received(tag)
     assert len(got) == 1 and got[0].valid_signature and got[0].status == 200
     assert job_id.encode() in got[0].body
+
+
+def test_transient_failures_are_retried_through_the_broker(celery_stack: CeleryStack) -> None:
+    """A provider 5xx: the task is retried by Celery with the job's backoff, up to the
+    attempt limit, then the job fails once (one notification)."""
+    gw = celery_stack.gateway
+    worker = celery_stack.worker("retrier")
+    with gw.client() as c:
+        body = {"kind": "summarize", "input": {"text": "retry me", "model": "broken"}}
+        job = wait_job(c, c.post("/api/jobs", json=body).json()["id"], timeout=60)
+        assert job["status"] == "failed" and job["attempt"] == 5, (job, worker.log())
+        notes = [x for x in c.get("/api/notifications").json()["data"] if x["data"]["job_id"] == job["id"]]
+        assert [x["type"] for x in notes] == ["job.failed"]
+
+
+def test_unreachable_broker_is_a_503_and_leaves_no_orphan(tmp_path: Any, jobs_upstream: JobsUpstream) -> None:
+    """The job row is written first; when the broker refuses it, it is failed at once (with
+    the reason) rather than left queued where no worker will ever see it."""
+    settings = jobs_settings(tmp_path, jobs_upstream.url, None, broker_url="amqp://guest:guest@127.0.0.1:1//")  # type: ignore[attr-defined]
+    gw = start_jobs_gateway(settings, "sqlite")
+    try:
+        with gw.client() as c:
+            r = c.post("/api/jobs", json={"kind": "noop", "input": {}})
+            assert r.status_code == 503, r.text
+            assert r.json()["error"]["code"] == "broker_unavailable"
+            (job,) = c.get("/api/jobs").json()["data"]
+            assert job["status"] == "failed" and job["error"]["code"] == "broker_unavailable"
+    finally:
+        gw.server.stop()

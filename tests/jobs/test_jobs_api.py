@@ -3,6 +3,8 @@ list, cancel, who may see what, and every model call through the one pipeline.""
 
 from __future__ import annotations
 
+import json
+from itertools import pairwise
 from typing import Any
 
 import httpx
@@ -206,3 +208,23 @@ def test_kinds_are_listed_with_their_schemas(jobs_gateway: Gateway) -> None:
         kinds = {k["name"]: k for k in c.get("/api/jobs/kinds").json()["data"]}
     assert set(kinds) >= {"chat_batch", "summarize"}
     assert "requests" in kinds["chat_batch"]["input_schema"]["properties"]
+
+
+def test_transient_failures_are_retried_with_backoff_then_fail(jobs_gateway: Gateway) -> None:
+    """A provider's 5xx is worth another try: the job goes back to the queue with a growing
+    delay, up to AIPORT_JOB_MAX_ATTEMPTS, then fails with the last error."""
+    with jobs_gateway.client() as c:
+        body = {"kind": "summarize", "input": {"text": "retry me", "model": "broken"}}
+        job = wait_job(c, c.post("/api/jobs", json=body).json()["id"], timeout=60)
+        with c.stream("GET", f"/api/jobs/{job['id']}/events") as r:
+            text = "".join(r.iter_text())
+    assert job["status"] == "failed" and job["attempt"] == 5, job
+    assert job["error"]["code"] != "internal_error"
+    retries = [
+        json.loads(line.removeprefix("data: "))
+        for line in text.splitlines()
+        if line.startswith("data: ") and '"retry_in"' in line
+    ]
+    delays = [r["retry_in"] for r in retries]
+    assert len(delays) == 4, delays
+    assert all(later > earlier for earlier, later in pairwise(delays)), delays
