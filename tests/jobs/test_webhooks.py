@@ -167,6 +167,28 @@ def test_secret_is_shown_once_and_never_stored(hooks_gateway: Gateway, receiver:
         c.delete(f"/api/webhooks/{sub['id']}")
 
 
+def test_a_process_with_another_master_key_does_not_send_badly_signed_deliveries(
+    hooks_gateway: Gateway, receiver: WebhookReceiver, name: str
+) -> None:
+    """Workers on another machine without AIPORT_WEBHOOK_MASTER_KEY would derive other
+    secrets: they must refuse to send (and say why), not send signatures that never verify."""
+    dispatcher = hooks_gateway.runtime.jobs.webhooks
+    with hooks_gateway.client() as c:
+        sub = _subscribe(c, receiver, name, ["webhook.ping"])
+        right = dispatcher.master_key
+        dispatcher.master_key = b"another-machine"
+        try:
+            c.post(f"/api/webhooks/{sub['id']}/ping")
+            wait_for(lambda: _deliveries(c, sub["id"])[0]["attempts"] >= 1, what="the first attempt")
+        finally:
+            dispatcher.master_key = right
+        (done,) = wait_for(_settled(c, sub["id"]), what="the retry with the right key")
+        log = c.get(f"/api/webhooks/deliveries/{done['id']}").json()["log"]
+    assert done["status"] == "succeeded"
+    assert "AIPORT_WEBHOOK_MASTER_KEY" in log[0]["error"] and log[0]["status_code"] is None
+    assert [g.valid_signature for g in receiver.received(name)] == [True]  # nothing sent with the wrong key
+
+
 def test_only_admins_manage_webhooks_and_bad_bodies_are_422(hooks_gateway: Gateway, receiver: WebhookReceiver) -> None:
     with hooks_gateway.client(member_key(hooks_gateway)) as member:
         r = member.post("/api/webhooks", json={"url": receiver.hook("member"), "events": ["job.succeeded"]})

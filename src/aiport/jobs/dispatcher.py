@@ -31,6 +31,10 @@ from aiport.store.models import utcnow
 log = logging.getLogger("aiport.webhooks")
 
 EXCERPT_BYTES = 1024
+WRONG_KEY = (
+    "not sent: this process's webhook master key is not the one that created the webhook, so its "
+    "signature would not verify; set AIPORT_WEBHOOK_MASTER_KEY to the same value on every server and worker"
+)
 MAX_BACKOFF = 3600.0
 
 
@@ -136,6 +140,9 @@ class WebhookDispatcher:
         body = delivery.body.encode()
         timestamp = str(int(time.time()))
         secret = derive_secret(self.master_key, sub.id, sub.secret_salt)
+        if not secret.startswith(sub.secret_prefix):  # the prefix shown at creation is a fingerprint
+            log.error("webhook %s: %s", sub.id, WRONG_KEY)
+            return None, None, WRONG_KEY, 0.0
         headers = {
             "content-type": "application/json",
             "x-aiport-event": delivery.event_type,
