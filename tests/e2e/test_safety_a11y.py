@@ -94,6 +94,16 @@ def test_login_and_run_with_the_keyboard_only(page: Any) -> None:
     assert page.evaluate("() => document.activeElement.id") == "in-tone"
 
 
+def test_team_admins_see_their_team_usage_only(page: Any) -> None:
+    login(page, "sara@demo.aiport.local")  # admin of the Support team, member of the org
+    page.get_by_role("link", name="Usage").click()
+    options = page.locator("#u-team option").all_inner_texts()
+    assert options == ["Support"]
+    assert page.goto("/ui/admin/usage?team=" + "x").status == 200  # another team id falls back to hers
+    assert page.locator("#u-team option").all_inner_texts() == ["Support"]
+    assert page.goto("/ui/admin/logs").status == 403
+
+
 def test_members_see_no_admin_pages(page: Any) -> None:
     login(page, "joon@demo.aiport.local")
     assert page.get_by_role("link", name="Logs").count() == 0
@@ -101,3 +111,4 @@ def test_members_see_no_admin_pages(page: Any) -> None:
     assert response.status == 403
     assert "Only organization owners and admins" in page.inner_text("main")
     assert page.goto("/ui/admin/logs.csv").status == 403
+    assert page.goto("/ui/admin/usage").status == 403

@@ -23,7 +23,7 @@ from aiport.store.apps import App
 from aiport.store.models import AuditLog, Team, TeamMember, User, iso_utc
 from aiport.web import admin_limits
 from aiport.web.ui import charts
-from aiport.web.ui.context import PageRoute, Viewer, render, runtime_of, viewer
+from aiport.web.ui.context import AdminOnly, PageRoute, Viewer, render, runtime_of, viewer
 from aiport.web.ui.pages import flatten
 
 router = APIRouter(prefix="/ui/admin", include_in_schema=False, route_class=PageRoute)
@@ -195,11 +195,17 @@ async def log_detail(request: Request, log_id: str) -> Response:
 
 
 @router.get("/usage")
-async def usage(request: Request, days: int = 30, bucket: str = "day") -> Response:
-    me = await viewer(request, admin=True)
+async def usage(request: Request, days: int = 30, bucket: str = "day", team: str | None = None) -> Response:
+    """Org admins see the whole org (or one team); team admins see the teams they admin."""
+    me = await viewer(request)
+    admin_teams = sorted(me.actor.admin_team_ids)
+    if not me.is_admin and not admin_teams:
+        raise AdminOnly
+    if not me.is_admin and team not in admin_teams:
+        team = admin_teams[0]
     days = max(1, min(days, 366))
     since = datetime.now(UTC) - timedelta(days=days)
-    query = LogQuery(org_id=me.actor.org_id, since=since)
+    query = LogQuery(org_id=me.actor.org_id, since=since, team_id=team or None)
     async with runtime_of(request).sessions() as session:
         names, _ = await _names(session, me.actor.org_id)
         data = await overview(session, query, bucket="hour" if bucket == "hour" else "day")
@@ -234,6 +240,8 @@ async def usage(request: Request, days: int = 30, bucket: str = "day") -> Respon
         top_apps=top_apps,
         days=days,
         bucket=data["bucket"],
+        team=team or "",
+        teams=[(tid, names.teams.get(tid, tid)) for tid in (sorted(names.teams) if me.is_admin else admin_teams)],
         fmt=charts,
     )
 
