@@ -112,3 +112,29 @@ def test_ask_back_and_resume_on_both_databases(any_kn_gateway: Gateway) -> None:
         assert answer["citations"][0]["title"] == "Vendor Contract - Acme"
         stored = c.get(f"/api/knowledge/clarifications/{clar['id']}").json()
         assert stored["resolved_request_id"] == answer["request_id"] and stored["resolved_choice"]["id"] == "c2"
+
+
+def test_candidates_scored_by_what_the_message_describes(any_kn_gateway: Gateway) -> None:
+    with any_kn_gateway.client() as c:
+        col = _collection(c)
+        docs = {
+            "Q3 Sales Report": "Revenue grew. Churn among small customers rose to 3.1 percent after the price change.",
+            "Q3 Marketing Report": "The webinar series brought 1,900 sign-ups at 12 dollars per lead.",
+            "Hiring Report": "We hired 14 engineers; time to offer fell to 21 days.",
+        }
+        for title, text in docs.items():
+            assert upload(c, col, f"{title}.md", f"# {title}\n\n{text}".encode()).status_code == 201
+
+        def ask(message: str) -> dict[str, Any]:
+            r = c.post("/api/knowledge/ask", json={"message": message, "model": "echo", "collection_ids": [col]})
+            assert r.status_code == 200, r.text
+            return r.json()  # type: ignore[no-any-return]
+
+        about_churn = ask("Summarize the report about churn")
+        assert about_churn["object"] == "knowledge.answer"
+        assert {x["title"] for x in about_churn["citations"]} == {"Q3 Sales Report"}
+        assert ask("이탈률에 대한 보고서 요약해줘")["object"] == "clarification"  # no Korean word to go by
+        vague = ask("Summarize the report")["clarification"]
+        assert len(vague["choices"]) == 4  # three reports + something else
+        q3 = ask("Summarize the Q3 report")["clarification"]  # both Q3 titles match: ask, don't guess by length
+        assert {ch["label"].split(" (")[0] for ch in q3["choices"][:-1]} == {"Q3 Sales Report", "Q3 Marketing Report"}

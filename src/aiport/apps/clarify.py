@@ -313,6 +313,35 @@ def check_form(text: str, fields: list[FormField], lang: str) -> Need | None:
     return None
 
 
+CLOSE_SCORE = 0.8  # a candidate within 80% of the best retrieval score is "close"
+_NON_TOPIC = " ".join(
+    [*_DOC_NOUNS, *_KO_NOUNS, "summarize summary recap key points main takeaways highlights gist review read explain",
+     "open send show tell give uploaded sent shared attached added wrote last week month today yesterday recently",
+     "earlier before previous other same time file document one please can could you me my the that this those",
+     "요약해줘 요약해 요약 정리해줘 정리해 정리 핵심만 핵심 알려줘 알려 주세요 해줘 다시 보여줘 검토해줘",
+     "지난주에 지난주 지난번 저번에 저번 이번주 이번 어제 오늘 최근에 최근 올린 올렸던 보낸 공유한 업로드한 그 이 저"]
+)  # fmt: skip
+
+
+def topic_terms(text: str) -> list[str]:
+    """The message's words that describe *what* is meant, not how it is referred to:
+    "summarize the report about churn" -> ["churn"]. Empty: nothing to score candidates by."""
+    skip = set(terms(_NON_TOPIC))
+    seen: dict[str, None] = {}
+    for t in terms(text):
+        if t not in skip:
+            seen.setdefault(t, None)
+    return list(seen)
+
+
+def _by_score(pool: list[Candidate], scores: dict[str, float]) -> list[Candidate]:
+    """The candidates scoring close to the best; all of them when none scored."""
+    best = max((scores.get(c.id, 0.0) for c in pool), default=0.0)
+    if best <= 0:
+        return pool
+    return [c for c in pool if scores.get(c.id, 0.0) >= CLOSE_SCORE * best]
+
+
 def detect(
     text: str,
     *,
@@ -320,10 +349,13 @@ def detect(
     context: str = "",
     form: list[FormField] | None = None,
     now: datetime | None = None,
+    scores: dict[str, float] | None = None,
 ) -> Outcome:
     """Decide: ask (`Need`), ground in one candidate (`Resolved`), or go on (None).
 
-    `context` is the earlier turns' text: a reference it already explains is no reason to ask."""
+    `context` is the earlier turns' text: a reference it already explains is no reason to ask.
+    `scores` (document id -> retrieval score of the message's topic words, see `topic_terms`)
+    separate candidates the title can't: "the report about churn"."""
     now = now or datetime.now(UTC)
     lang = language(text)
     if form:
@@ -351,6 +383,10 @@ def detect(
         return Resolved(pool[0])
     if len(pool) >= 2 and _PLURAL.search(text):
         return None  # "all the reports", "both contracts": the model gets them all
+    if len(pool) >= 2 and scores:
+        pool = _by_score(pool, scores)
+        if len(pool) == 1:
+            return Resolved(pool[0])
     if len(pool) >= 2:
         kind = "close_candidates" if single_doc_task or nouns else "missing_referent"
         return Need(kind, _question(kind, lang, len(pool)), _document_choices(pool, lang))

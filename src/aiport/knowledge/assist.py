@@ -20,15 +20,25 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from aiport.accounts.authz import Actor
 from aiport.apps.agent import run_agent
-from aiport.apps.clarify import Candidate, FormField, Need, Resolved, detect, explicit_prompt, language
+from aiport.apps.clarify import (
+    Candidate,
+    FormField,
+    Need,
+    Resolved,
+    detect,
+    explicit_prompt,
+    language,
+    topic_terms,
+)
 from aiport.domain.chat import ChatRequest, Completion, Message
 from aiport.domain.errors import GatewayError, NotFound
 from aiport.gateway.call import Call
 from aiport.knowledge import access
+from aiport.knowledge.analyze import terms
 from aiport.knowledge.embeddings import Embedder, minilm_available, shared_minilm
-from aiport.knowledge.search import Hit, document_chunks, search
+from aiport.knowledge.search import Hit, document_chunks, fts_ranked, search
 from aiport.observe.traces import Tracer
-from aiport.store.knowledge import Clarification, Collection, Document
+from aiport.store.knowledge import Chunk, Clarification, Collection, Document
 from aiport.store.models import utcnow
 from aiport.tools.base import ToolContext
 from aiport.tools.builtin import TOOLS
@@ -122,6 +132,30 @@ async def candidates(session: AsyncSession, collection_ids: list[str]) -> list[C
     return [Candidate(d.id, d.title, d.created_at, "document", d.collection_id) for d in rows.scalars()]
 
 
+async def document_scores(
+    session: AsyncSession, text: str, collection_ids: list[str], cands: list[Candidate]
+) -> dict[str, float]:
+    """Best full-text score per document for the words that describe the content ("the report
+    about churn"): topic words that are in no candidate's title (titles are matched by the
+    clarify rules themselves; scoring them again would only measure chunk lengths)."""
+    in_titles = {t for c in cands for t in terms(c.title)}
+    topic = [t for t in topic_terms(text) if t not in in_titles]
+    if not topic or not collection_ids:
+        return {}
+    ranked = await fts_ranked(session, " ".join(topic), collection_ids, 50)
+    if not ranked:
+        return {}
+    docs = dict(
+        (await session.execute(select(Chunk.id, Chunk.document_id).where(Chunk.id.in_([c for c, _ in ranked])))).all()
+    )
+    scores: dict[str, float] = {}
+    for chunk_id, score in ranked:
+        doc = docs.get(chunk_id)
+        if doc is not None:
+            scores[doc] = max(scores.get(doc, 0.0), score)
+    return scores
+
+
 def sources_message(hits: list[Hit]) -> Message:
     lines = [
         "Answer from the numbered sources below. Cite the sources you use as [n]. "
@@ -203,12 +237,14 @@ async def run(rt: Runtime, actor: Actor, call: Call, assist: Assist) -> Outcome:
         pinned = assist.pinned_document
         if assist.clarify and settings.clarify_enabled and pinned is None:
             async with tracer.span("clarify", "clarify", {"text": text[:300]}) as span:
+                cands = await candidates(session, col_ids)
                 outcome = detect(
                     text,
-                    candidates=await candidates(session, col_ids),
+                    candidates=cands,
                     context=earlier_text(call.request.messages, index),
                     form=assist.form,
                     now=datetime.now(UTC),
+                    scores=await document_scores(session, text, col_ids, cands),
                 )
                 span.result(outcome.to_dict() if isinstance(outcome, Need) else repr(outcome))
             if isinstance(outcome, Need):
