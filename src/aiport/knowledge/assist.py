@@ -28,8 +28,8 @@ from aiport.apps.clarify import (
     detect,
     explicit_prompt,
     language,
-    topic_terms,
 )
+from aiport.apps.clarify_vocab import topic_terms
 from aiport.domain.chat import ChatRequest, Completion, Message
 from aiport.domain.errors import GatewayError, NotFound
 from aiport.gateway.call import Call
