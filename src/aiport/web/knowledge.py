@@ -190,6 +190,12 @@ async def _read_upload(request: Request, limit: int) -> bytes:
     "/collections/{collection_id}/documents",
     status_code=201,
     summary="Upload a document: the raw file as the body, ?filename=report.pdf (txt, md, html, pdf, docx)",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+        }
+    },
     responses={
         409: {"description": "Same text already in the collection"},
         413: {"description": "Too large"},
