@@ -5,8 +5,9 @@ processes) in subprocesses, then measures with `noop` jobs (no model call, so on
 job machinery is timed):
 
 * enqueue latency: N sequential `POST /api/jobs` -> 202 (DB insert + hand-over to the
-  backend: a local wake-up, or a publish confirmed by the broker), and each job's
-  end-to-end time (created_at -> finished_at in the database);
+  backend: a local wake-up, or a publish confirmed by the broker);
+* round trip: R jobs one at a time on an otherwise idle system, created_at -> finished_at
+  in the database (pick-up by a worker, claim, run, final transaction);
 * throughput: M jobs submitted by C concurrent clients; accepted jobs/s, and completed
   jobs/s from the first submit until the last job finished.
 
@@ -179,7 +180,7 @@ def _delete_queue(url: str, queue: str) -> None:
         conn.default_channel.queue_delete(queue)
 
 
-async def _finished(stack: Stack, ids: list[str], timeout: float) -> list[tuple[float, float]]:
+async def _finished(stack: Stack, ids: list[str], timeout: float, poll: float = 0.05) -> list[tuple[float, float]]:
     """Wait until every job ended; (created_at, finished_at) as epoch seconds."""
     from sqlalchemy import func, select
 
@@ -207,7 +208,7 @@ async def _finished(stack: Stack, ids: list[str], timeout: float) -> list[tuple[
                     return [(_epoch(r.created_at), _epoch(r.finished_at)) for r in rows]
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{open_jobs} of {len(ids)} jobs still open after {timeout}s")
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(poll)
     finally:
         await engine.dispose()
 
@@ -232,7 +233,7 @@ def _summary(ms: list[float]) -> dict[str, float]:
     }
 
 
-async def measure(stack: Stack, n_latency: int, n_throughput: int, clients: int) -> dict[str, Any]:
+async def measure(stack: Stack, n_latency: int, n_roundtrip: int, n_throughput: int, clients: int) -> dict[str, Any]:
     headers = {"authorization": f"Bearer {stack.key}"}
     body = {"kind": "noop", "input": {"note": "bench"}}
     async with httpx.AsyncClient(base_url=stack.url, headers=headers, timeout=60) as c:
@@ -251,9 +252,14 @@ async def measure(stack: Stack, n_latency: int, n_throughput: int, clients: int)
             lat.append((time.perf_counter() - t0) * 1000)
             assert r.status_code == 202, r.text
             ids.append(r.json()["id"])
-        done = await _finished(stack, ids, timeout=300)
-        e2e = [(f - cr) * 1000 for cr, f in done]
-        # 2. throughput: clients submitting concurrently
+        await _finished(stack, ids, timeout=300)
+        # 2. round trip of one job on an idle system: submit, wait until it ended, repeat
+        e2e: list[float] = []
+        for _ in range(n_roundtrip):
+            r = await c.post("/api/jobs", json=body)
+            ((created, finished),) = await _finished(stack, [r.json()["id"]], timeout=60, poll=0.005)
+            e2e.append((finished - created) * 1000)
+        # 3. throughput: clients submitting concurrently
         queue = list(range(n_throughput))
         tp_ids: list[str] = []
 
@@ -272,7 +278,7 @@ async def measure(stack: Stack, n_latency: int, n_throughput: int, clients: int)
     return {
         "backend": stack.backend,
         "enqueue_latency": _summary(lat),
-        "end_to_end_latency": _summary(e2e),
+        "round_trip_latency": _summary(e2e),
         "throughput": {
             "jobs": n_throughput,
             "clients": clients,
@@ -288,6 +294,7 @@ def main() -> None:
         "--backends", default="inprocess,celery-rabbitmq,celery-redis", help=f"any of {', '.join(BACKENDS)}"
     )
     ap.add_argument("--latency-jobs", type=int, default=200)
+    ap.add_argument("--roundtrip-jobs", type=int, default=30, help="jobs run one at a time for end-to-end latency")
     ap.add_argument("--throughput-jobs", type=int, default=1000)
     ap.add_argument("--clients", type=int, default=16, help="concurrent submitters in the throughput phase")
     ap.add_argument("--workers", type=int, default=8, help="jobs at once: in-process workers / Celery concurrency")
@@ -301,18 +308,20 @@ def main() -> None:
         tmp = Path(tempfile.mkdtemp(prefix=f"aiport-jobs-bench-{backend}-"))
         stack = start_stack(backend, tmp, args.workers, args.worker_procs)
         try:
-            result = asyncio.run(measure(stack, args.latency_jobs, args.throughput_jobs, args.clients))
+            result = asyncio.run(
+                measure(stack, args.latency_jobs, args.roundtrip_jobs, args.throughput_jobs, args.clients)
+            )
         finally:
             stack.close()
             shutil.rmtree(tmp, ignore_errors=True)
         print(json.dumps(result), flush=True)
         results.append(result)
     print(
-        "\n| backend | enqueue p50 / p95 / p99 (ms) | end-to-end p50 / p95 (ms) | accepted jobs/s | completed jobs/s |"
+        "\n| backend | enqueue p50 / p95 / p99 (ms) | round trip p50 / p95 (ms) | accepted jobs/s | completed jobs/s |"
     )
     print("|---|---|---|---|---|")
     for r in results:
-        q, e, t = r["enqueue_latency"], r["end_to_end_latency"], r["throughput"]
+        q, e, t = r["enqueue_latency"], r["round_trip_latency"], r["throughput"]
         print(
             f"| {r['backend']} | {q['p50_ms']} / {q['p95_ms']} / {q['p99_ms']} | {e['p50_ms']} / {e['p95_ms']} "
             f"| {t['accepted_per_s']} | {t['completed_per_s']} |"

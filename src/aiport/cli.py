@@ -122,7 +122,7 @@ def worker(
     from aiport.jobs.celery_app import create_celery
 
     logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    celery = create_celery(settings, worker=True)
+    celery = create_celery(settings, worker=True, warm=pool != "prefork")
     celery.worker_main(
         [
             "worker",

@@ -37,8 +37,10 @@ T = TypeVar("T")
 TASK_NAME = "aiport.run_job"
 
 
-def create_celery(settings: Settings, *, worker: bool = False) -> Celery:
-    """The Celery app for publishing (the server) or, with `worker`, for running jobs."""
+def create_celery(settings: Settings, *, worker: bool = False, warm: bool = True) -> Celery:
+    """The Celery app for publishing (the server) or, with `worker`, for running jobs.
+    `warm` builds the worker's runtime at start (not with prefork: never fork a process
+    that already runs an event loop thread; each child builds its own on first use)."""
     if not settings.broker_url:
         raise ValueError("AIPORT_BROKER_URL is not set (e.g. amqp://guest:guest@127.0.0.1:5672// or redis://...)")
     app = Celery("aiport", broker=settings.broker_url, set_as_current=False)
@@ -64,7 +66,7 @@ def create_celery(settings: Settings, *, worker: bool = False) -> Celery:
         worker_cancel_long_running_tasks_on_connection_loss=False,
     )
     if worker:
-        _install_tasks(app, WorkerRuntime(settings))
+        _install_tasks(app, WorkerRuntime(settings), warm=warm)
     return app
 
 
@@ -122,7 +124,7 @@ async def _nothing(_rt: Runtime) -> None:
     return None
 
 
-def _install_tasks(app: Celery, worker: WorkerRuntime) -> None:
+def _install_tasks(app: Celery, worker: WorkerRuntime, *, warm: bool) -> None:
     @app.task(name=TASK_NAME, bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=None)
     def run_job(self: Any, job_id: str) -> None:
         async def go(rt: Runtime) -> Any:
@@ -140,7 +142,8 @@ def _install_tasks(app: Celery, worker: WorkerRuntime) -> None:
     def _on_worker_ready(**_: Any) -> None:
         """Build the runtime now (threads/solo pools), not on the first job: a bad database
         URL shows at start, and the first job does not wait for it."""
-        worker.call(_nothing)
+        if warm:
+            worker.call(_nothing)
 
     @worker_shutdown.connect(weak=False)
     def _on_worker_shutdown(**_: Any) -> None:
