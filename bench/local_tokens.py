@@ -187,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--markdown", default="", help="also write the table to this file")
     a = ap.parse_args(argv)
     a.requests = max(1, min(a.requests, 50))
+    rg.exit_on_sigterm()
     load.install_uvloop()
     work = Path(tempfile.mkdtemp(prefix="aiport-local-bench-"))
     data_dir = work / "data"

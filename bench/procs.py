@@ -223,3 +223,8 @@ def wait_idle(pids: list[int], limit_s: float = 90.0, threshold_pct: float = 5.0
         if 100 * (cpu_seconds(pids) - c0) / 0.5 < threshold_pct:
             break
     return round(time.monotonic() - t0, 1)
+
+
+def exit_on_sigterm() -> None:
+    """Turn SIGTERM into SystemExit so ``finally`` blocks stop the processes we started."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))

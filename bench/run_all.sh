@@ -25,11 +25,11 @@ if [[ ! -x "$here/.venv-tools/bin/py-spy" ]]; then
 fi
 
 gateway_args=(--profile)
-tokens_args=()
+tokens_args=(--requests 5 --max-tokens 96)
 router_args=()
 if [[ -n "${QUICK:-}" ]]; then
   gateway_args+=(--quick)
-  tokens_args+=(--requests 3 --max-tokens 64)
+  tokens_args=(--requests 2 --max-tokens 48)
   router_args+=(--repeats 20)
 fi
 

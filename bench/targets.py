@@ -47,6 +47,7 @@ class Target:
     unique_bodies: bool = False  # make every request a cache miss (control variants)
     cache_probe: bool = False  # measure cache hits too
     data_dir: Path | None = None
+    owned: bool = True  # stop the process when done (not the shared upstream)
     meta: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -312,10 +313,10 @@ def start_litellm(args: Any, upstream: str, work: Path, logdir: Path, control: b
     return t
 
 
-def start_target(name: str, args: Any, upstream: str, work: Path, logdir: Path) -> Target:
+def start_target(name: str, args: Any, upstream: str, work: Path, logdir: Path, upstream_proc: Proc) -> Target:
     """Start (or, for ``direct``, just describe) one target by name."""
-    if name == "direct":
-        return Target("direct", upstream, cache_probe=False)
+    if name == "direct":  # its CPU per request is the upstream's: a yardstick for machine noise
+        return Target("direct", upstream, proc=upstream_proc, owned=False)
     control = name.endswith("-control")
     if name.startswith("aiport"):
         return start_aiport(args, upstream, work, logdir, control)
