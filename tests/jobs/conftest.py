@@ -195,12 +195,12 @@ def delete_queue(url: str, queue: str) -> None:
 class Worker:
     """An `aiport worker` subprocess; its output is collected for failure messages."""
 
-    def __init__(self, env: dict[str, str], name: str) -> None:
+    def __init__(self, env: dict[str, str], name: str, pool: str = "threads") -> None:
         exe = Path(sys.executable).parent / "aiport"
         self.name = name
         self.output: list[str] = []
         self.proc = subprocess.Popen(
-            [str(exe), "worker", "--concurrency", "2", "--loglevel", "info"],
+            [str(exe), "worker", "--concurrency", "2", "--loglevel", "info", "--pool", pool],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

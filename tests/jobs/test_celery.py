@@ -38,8 +38,8 @@ class CeleryStack:
     broker: str
     workers: list[Worker]
 
-    def worker(self, name: str) -> Worker:
-        w = Worker(self.env, name).wait_ready()
+    def worker(self, name: str, pool: str = "threads") -> Worker:
+        w = Worker(self.env, name, pool).wait_ready()
         self.workers.append(w)
         return w
 
@@ -82,6 +82,17 @@ def test_batch_runs_on_a_celery_worker(celery_stack: CeleryStack) -> None:
     detailed = [gw.log(x["id"]) for x in gw.logs() if x["entry_point"] == "job"]
     logs = [x for x in detailed if (x["client_request_id"] or "").startswith(f"job:{job['id']}:")]
     assert len(logs) == 4 and {x["entry_point"] for x in logs} == {"job"}
+
+
+@pytest.mark.parametrize("celery_stack", ["rabbitmq"], indirect=True)  # the pool does not depend on the broker
+def test_prefork_pool_runs_jobs_too(celery_stack: CeleryStack) -> None:
+    """Each prefork child builds its own runtime (event loop, engine) on its first job."""
+    worker = celery_stack.worker("forked", pool="prefork")
+    with celery_stack.gateway.client() as c:
+        ids = [c.post("/api/jobs", json={"kind": "noop", "input": {"note": str(i)}}).json()["id"] for i in range(4)]
+        jobs = [wait_job(c, job_id, timeout=60) for job_id in ids]
+    assert [j["status"] for j in jobs] == ["succeeded"] * 4, worker.log()
+    assert [j["result"]["note"] for j in jobs] == ["0", "1", "2", "3"]
 
 
 def test_killed_worker_job_is_redelivered_and_finishes_exactly_once(
