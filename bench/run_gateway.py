@@ -346,6 +346,9 @@ def report(doc: dict[str, Any], args: argparse.Namespace, argv: list[str]) -> st
     cmd = " ".join(["python bench/run_gateway.py", *argv]).strip()
     meta = doc["targets"]
     versions = ", ".join(f"{n} {meta[n].get('version', '?')}" for n in meta if meta[n].get("version"))
+    trees = sorted({str(meta[n]["tree"]) for n in meta if meta[n].get("tree")})
+    if trees:
+        versions += f" (aiport source: {'; '.join(trees)})"
     out = [
         f"Measured {doc['when']} on {m['nproc']} × {m['cpu_model']} (kernel {m['kernel']}, Python {m['python']}); "
         f"load average at start {m['loadavg_at_start']}, other processes' share of all cores at start "
@@ -404,6 +407,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--gateway-cpus", default="1", help="taskset list for the gateway under test")
     ap.add_argument("--client-cpus", default="0", help="taskset list for upstream + load generator")
     ap.add_argument("--aiport-ref", default="", help="benchmark this git ref's src/ instead of the work tree")
+    ap.add_argument("--aiport-src", default="", help="benchmark a patched copy of src/ (a directory) instead")
     ap.add_argument("--profile", action="store_true", help="py-spy each aiport target after measuring it")
     ap.add_argument("--profile-only", action="store_true", help="only profile the targets, no measurements")
     ap.add_argument("--profile-rate", type=float, default=50)

@@ -191,6 +191,8 @@ def start_aiport(args: Any, upstream: str, work: Path, logdir: Path, control: bo
     if args.aiport_ref:
         src = export_ref(args.aiport_ref, work)
         env["PYTHONPATH"] = str(src)
+    elif getattr(args, "aiport_src", ""):  # an experiment: a patched copy of src/
+        env["PYTHONPATH"] = str(Path(args.aiport_src).resolve())
     key_file = d / "key"
     subprocess.run(
         [str(exe), "seed-demo", "--key-file", str(key_file)],
@@ -209,7 +211,9 @@ def start_aiport(args: Any, upstream: str, work: Path, logdir: Path, control: bo
     t.meta = {
         "version": pkg_version(ROOT / ".venv", "aiport"),
         "commit": git_commit(args.aiport_ref or "HEAD"),
-        "tree": f"git archive {args.aiport_ref}" if args.aiport_ref else "working tree",
+        "tree": f"git archive {args.aiport_ref}"
+        if args.aiport_ref
+        else (f"patched copy {args.aiport_src}" if getattr(args, "aiport_src", "") else "working tree"),
         "workers": 1,
     }
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
