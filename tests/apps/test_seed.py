@@ -3,6 +3,10 @@ any demo member, and seeded once (a second seed does not duplicate or resurrect 
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -10,8 +14,12 @@ import pytest
 from aiport.accounts.demo import seed_demo
 from aiport.apps.definition import definition_errors
 from aiport.apps.seed import SEED_APPS
+from aiport.config import Settings
+from aiport.web.app import create_app
 from tests.apps.harness import DEMO_PASSWORD, login
-from tests.conftest import Gateway
+from tests.conftest import Gateway, write_catalog
+from tests.support.fake_openai import FakeOpenAI
+from tests.support.servers import ServerThread, free_port
 
 SAMPLE_INPUTS: dict[str, dict[str, Any]] = {
     "meeting-notes": {"notes": "Mina: ship Friday. Joon owns the release notes.", "language": "Korean"},
@@ -64,3 +72,22 @@ def test_seeding_again_creates_nothing_twice(apps_gateway: Gateway) -> None:
     with apps_gateway.client() as c:
         slugs = [a["slug"] for a in c.get("/api/apps").json()["data"]]
     assert sorted(s for s in slugs if s in SAMPLE_INPUTS) == sorted(SAMPLE_INPUTS)
+
+
+def test_the_cli_seed_ships_the_apps_in_a_fresh_install(tmp_path: Path, fake_upstream: FakeOpenAI) -> None:
+    """`aiport seed-demo` (what `aiport serve` runs on first start) in its own process."""
+    catalog = write_catalog(tmp_path / "m.yaml", fake_upstream.url)  # type: ignore[attr-defined]
+    env = {**os.environ, "AIPORT_DATA_DIR": str(tmp_path), "AIPORT_CONFIG": str(catalog),
+           "AIPORT_DEMO_PASSWORD": DEMO_PASSWORD}  # fmt: skip
+    env.pop("AIPORT_DATABASE_URL", None)
+    aiport = str(Path(sys.executable).parent / "aiport")
+    done = subprocess.run([aiport, "seed-demo", "--key-file", str(tmp_path / "key")], env=env, capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    settings = Settings(data_dir=tmp_path, AIPORT_CONFIG=catalog)
+    with ServerThread(create_app(settings), port=free_port()) as server:
+        gateway = Gateway(server=server, key=(tmp_path / "key").read_text().strip(), backend="sqlite")
+        member = login(gateway, "sara@demo.aiport.local", DEMO_PASSWORD)
+        slugs = {a["slug"] for a in member.get("/api/apps").json()["data"]}
+        member.close()
+    assert slugs == set(SAMPLE_INPUTS)
