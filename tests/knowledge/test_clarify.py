@@ -53,3 +53,17 @@ def test_form_contradiction_and_explicit_prompt() -> None:
     assert explicit_prompt("make it casual please", casual, None, "en").endswith("(Clarified: tone = casual.)")
     other = need.choices[-1]
     assert "(Clarified: warm but professional)" in explicit_prompt("x", other, "warm but professional", "en")
+
+
+def test_conversations_are_candidates_only_when_no_document_is_named() -> None:
+    cands = [
+        Candidate("d1", "Q3 Sales Report", NOW - timedelta(days=5)),
+        Candidate("d2", "Q3 Marketing Report", NOW - timedelta(days=6)),
+        Candidate("v1", "Weekly update draft", NOW - timedelta(hours=2), kind="conversation"),
+    ]
+    same = detect("같은 걸로 해줘", candidates=cands, now=NOW)
+    assert isinstance(same, Need) and same.choices[0]["label"].startswith("대화: Weekly update draft")
+    report = detect("Summarize the report I uploaded last week", candidates=cands, now=NOW)
+    assert isinstance(report, Need) and all(c["kind"] in ("document", "other") for c in report.choices)
+    pick = same.choices[0]
+    assert explicit_prompt("같은 걸로 해줘", pick, None, "ko").endswith("의 이전 대화 'Weekly update draft')")

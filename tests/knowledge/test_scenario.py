@@ -175,3 +175,31 @@ def test_member_of_another_team_is_denied(world: World, library: dict[str, Any])
         hits = c.post("/api/knowledge/search", json={"query": "deploy password", "collection_ids": [team_col]})
         assert hits.status_code == 200 and "rotates every 30 days" in hits.json()["data"][0]["text"]
         assert c.get(f"/api/knowledge/collections/{private_col}").status_code == 404  # someone else's private one
+
+
+def test_the_same_as_before_offers_recent_conversations(
+    world: World, library: dict[str, Any], fake_upstream: FakeOpenAI
+) -> None:
+    with world.client("a_member") as c:
+        app = {"name": "Weekly", "slug": "kn-weekly", "model": "echo"}
+        assert c.post("/api/apps", json={"definition": app, "publish": True}).status_code == 201
+        run = c.post("/api/apps/kn-weekly/runs", json={"message": "Draft the weekly update for the platform team"})
+        assert run.status_code == 200, run.text
+        conversation_id = run.json()["conversation_id"]
+        r = c.post("/api/knowledge/ask", json={"message": "Do the same as before", "model": "echo",
+                                               "collection_ids": [library["col"]["id"]]})  # fmt: skip
+        clar = r.json()["clarification"]
+        assert clar["kind"] == "missing_referent"
+        pick = next(ch for ch in clar["choices"] if ch["kind"] == "conversation")
+        assert pick["label"].startswith("Conversation: Draft the weekly update")
+        assert pick["value"]["conversation_id"] == conversation_id
+        answer = c.post(f"/api/knowledge/clarifications/{clar['id']}/resolve", json={"choice": pick["id"]}).json()
+    assert answer["object"] == "knowledge.answer"
+    sent = fake_upstream.requests[-1]["messages"]
+    earlier = next(m["content"] for m in sent if m["role"] == "system" and "earlier conversation" in m["content"])
+    assert "user: Draft the weekly update for the platform team" in earlier
+    assert "(Clarified: the earlier conversation 'Draft the weekly update" in sent[-1]["content"]
+    with world.client("b_member") as c:  # someone else's conversation is never offered nor readable
+        r = c.post("/api/knowledge/ask", json={"message": "Do the same as before", "model": "echo"})
+        choices = r.json().get("clarification", {}).get("choices", [])
+        assert all(ch["value"] is None or ch["value"].get("conversation_id") != conversation_id for ch in choices)

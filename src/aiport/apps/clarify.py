@@ -100,7 +100,10 @@ def _age(created: datetime, now: datetime) -> timedelta:
 def _filter(text: str, candidates: list[Candidate], now: datetime) -> list[Candidate]:
     """Candidates the message could mean: by every kind it names, time window, then the
     title words that tell the remaining candidates apart."""
-    nouns = doc_nouns(text) - GENERIC_DOC
+    named = doc_nouns(text)
+    if named:  # "the report", "that file": documents, not conversations
+        candidates = [c for c in candidates if c.kind == "document"]
+    nouns = named - GENERIC_DOC
     pool = [c for c in candidates if all(title_has_noun(c.title, n) for n in nouns)]
     window = time_window(text)
     if window is not None:
@@ -126,17 +129,19 @@ def _date(c: Candidate, lang: str) -> str:
     return f"{d.year}년 {d.month}월 {d.day}일" if lang == "ko" else d.strftime("%b %-d, %Y")
 
 
+def _choice(i: int, c: Candidate, lang: str) -> dict[str, Any]:
+    value = {f"{c.kind}_id": c.id, "title": c.title, "created_at": c.created_at.isoformat()}
+    label = f"{c.title} ({_date(c, lang)})"
+    if c.kind == "conversation":
+        label = ("대화: " if lang == "ko" else "Conversation: ") + label
+    return {"id": f"c{i}", "label": label, "kind": c.kind, "value": value}
+
+
 def _document_choices(pool: list[Candidate], lang: str) -> list[dict[str, Any]]:
+    """The newest candidates (documents with their upload date, conversations with their
+    last activity), then "something else"."""
     newest = sorted(pool, key=lambda c: c.created_at, reverse=True)[:MAX_CHOICES]
-    choices = [
-        {
-            "id": f"c{i}",
-            "label": f"{c.title} ({_date(c, lang)})",
-            "kind": c.kind,
-            "value": {"document_id": c.id, "title": c.title, "created_at": c.created_at.isoformat()},
-        }
-        for i, c in enumerate(newest, start=1)
-    ]
+    choices = [_choice(i, c, lang) for i, c in enumerate(newest, start=1)]
     return [*choices, _something_else(lang, len(choices) + 1)]
 
 
@@ -269,6 +274,13 @@ def explicit_prompt(original: str, choice: dict[str, Any], free_text: str | None
             if lang == "ko"
             else f"(Clarified: the document '{value['title']}', uploaded {value['created_at'][:10]}, "
             f"id {value['document_id']}.)"
+        )
+        return f"{original}\n\n{note}"
+    if "conversation_id" in value:
+        note = (
+            f"(명확히 함: {value['created_at'][:10]}의 이전 대화 '{value['title']}')"
+            if lang == "ko"
+            else f"(Clarified: the earlier conversation '{value['title']}' of {value['created_at'][:10]}.)"
         )
         return f"{original}\n\n{note}"
     if "variable" in value:

@@ -39,6 +39,7 @@ from aiport.knowledge.analyze import terms
 from aiport.knowledge.embeddings import Embedder, minilm_available, shared_minilm
 from aiport.knowledge.search import Hit, document_chunks, fts_ranked, search
 from aiport.observe.traces import Tracer
+from aiport.store.apps import Conversation, ConversationMessage
 from aiport.store.knowledge import Chunk, Clarification, Collection, Document
 from aiport.store.models import utcnow
 from aiport.tools.base import ToolContext
@@ -48,6 +49,8 @@ if TYPE_CHECKING:
     from aiport.web.runtime import Runtime
 
 CANDIDATE_DOCUMENTS = 50
+CANDIDATE_CONVERSATIONS = 10
+CONVERSATION_CONTEXT_CHARS = 4000
 log = logging.getLogger("aiport.knowledge")
 
 
@@ -74,6 +77,7 @@ class Assist:
     clarify: bool = True
     form: list[FormField] | None = None
     pinned_document: str | None = None
+    pinned_conversation: str | None = None
     use_knowledge: bool = True
 
 
@@ -134,16 +138,42 @@ async def visible_collections(session: AsyncSession, actor: Actor, ids: list[str
     return [access.require(actor, found.get(i)) for i in dict.fromkeys(ids)]
 
 
-async def candidates(session: AsyncSession, collection_ids: list[str]) -> list[Candidate]:
-    if not collection_ids:
-        return []
-    rows = await session.execute(
-        select(Document)
-        .where(Document.collection_id.in_(collection_ids))
-        .order_by(Document.created_at.desc())
-        .limit(CANDIDATE_DOCUMENTS)
+async def candidates(session: AsyncSession, actor: Actor, collection_ids: list[str]) -> list[Candidate]:
+    """What the caller may be referring to: documents in the searched collections and
+    their own recent conversations."""
+    found: list[Candidate] = []
+    if collection_ids:
+        rows = await session.execute(
+            select(Document)
+            .where(Document.collection_id.in_(collection_ids))
+            .order_by(Document.created_at.desc())
+            .limit(CANDIDATE_DOCUMENTS)
+        )
+        found += [Candidate(d.id, d.title, d.created_at, "document", d.collection_id) for d in rows.scalars()]
+    convs = await session.execute(
+        select(Conversation)
+        .where(Conversation.user_id == actor.user_id, Conversation.org_id == actor.org_id, ~Conversation.is_draft)
+        .order_by(Conversation.updated_at.desc())
+        .limit(CANDIDATE_CONVERSATIONS)
     )
-    return [Candidate(d.id, d.title, d.created_at, "document", d.collection_id) for d in rows.scalars()]
+    found += [Candidate(c.id, c.title, c.updated_at, "conversation") for c in convs.scalars()]
+    return found
+
+
+async def conversation_context(session: AsyncSession, actor: Actor, conversation_id: str) -> Message:
+    """An earlier conversation of the caller's as context (its last turns, bounded)."""
+    conv = await session.get(Conversation, conversation_id)
+    if conv is None or conv.user_id != actor.user_id or conv.org_id != actor.org_id:
+        raise NotFound("No conversation with that id.", param="conversation_id", code="conversation_not_found")
+    rows = await session.execute(
+        select(ConversationMessage)
+        .where(ConversationMessage.conversation_id == conv.id)
+        .order_by(ConversationMessage.id.desc())
+        .limit(8)
+    )
+    turns = [f"{m.role}: {m.content}" for m in reversed(list(rows.scalars())) if m.content]
+    body = "\n".join(turns)[-CONVERSATION_CONTEXT_CHARS:]
+    return {"role": "system", "content": f"The earlier conversation '{conv.title}' the user refers to:\n{body}"}
 
 
 async def document_scores(
@@ -249,9 +279,10 @@ async def run(rt: Runtime, actor: Actor, call: Call, assist: Assist) -> Outcome:
         col_ids = [c.id for c in cols]
         index, text = last_user_text(call.request.messages)
         pinned = assist.pinned_document
-        if assist.clarify and settings.clarify_enabled and pinned is None:
+        pinned_conversation = assist.pinned_conversation
+        if assist.clarify and settings.clarify_enabled and pinned is None and pinned_conversation is None:
             async with tracer.span("clarify", "clarify", {"text": text[:300]}) as span:
-                cands = await candidates(session, col_ids)
+                cands = await candidates(session, actor, col_ids)
                 outcome = detect(
                     text,
                     candidates=cands,
@@ -263,9 +294,19 @@ async def run(rt: Runtime, actor: Actor, call: Call, assist: Assist) -> Outcome:
                 span.result(outcome.to_dict() if isinstance(outcome, Need) else repr(outcome))
             if isinstance(outcome, Need):
                 return await ask_back(rt, call, outcome, original_of(call, assist, col_ids), tracer)
-            if isinstance(outcome, Resolved):
+            if isinstance(outcome, Resolved) and outcome.candidate.kind == "document":
                 pinned = outcome.candidate.id
+            elif isinstance(outcome, Resolved):
+                pinned_conversation = outcome.candidate.id
         hits: list[Hit] = []
+        if pinned_conversation is not None:
+            async with tracer.span("context", "retrieval", {"conversation_id": pinned_conversation}) as span:
+                earlier = await conversation_context(session, actor, pinned_conversation)
+                span.result(earlier["content"])
+            messages = call.request.messages
+            at = last_user_text(messages)[0]
+            at = len(messages) if at is None else at
+            call.request = dataclasses.replace(call.request, messages=[*messages[:at], earlier, *messages[at:]])
         if pinned is not None:
             doc = await session.get(Document, pinned)
             if doc is None or doc.collection_id not in col_ids:
@@ -368,6 +409,7 @@ async def resume(
         tools=original.get("tools") or [],
         clarify=False,
         pinned_document=value.get("document_id") if isinstance(value, dict) else None,
+        pinned_conversation=value.get("conversation_id") if isinstance(value, dict) else None,
         use_knowledge=bool(original.get("use_knowledge", True)),
     )
     return await run(rt, actor, new_call, assist)
