@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -19,7 +20,7 @@ def _in_ci() -> bool:
     return os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
-async def _admin(sql: str) -> None:
+async def _admin_async(sql: str) -> None:
     import asyncpg
 
     conn = await asyncpg.connect(ADMIN_DSN, timeout=5)
@@ -29,11 +30,17 @@ async def _admin(sql: str) -> None:
         await conn.close()
 
 
+def _admin(sql: str) -> None:
+    """Run one admin statement on its own thread and loop, whatever loop the caller is in."""
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, _admin_async(sql)).result()
+
+
 def create_database() -> tuple[str, str]:
     """Return (sqlalchemy url, database name) of a fresh database, or skip/fail."""
     name = "aiport_test_" + secrets.token_hex(4)
     try:
-        asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
+        _admin(f'CREATE DATABASE "{name}"')
     except Exception as exc:
         reason = f"PostgreSQL not reachable at {ADMIN_DSN}: {exc}"
         if _in_ci():
@@ -44,4 +51,4 @@ def create_database() -> tuple[str, str]:
 
 
 def drop_database(name: str) -> None:
-    asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
