@@ -55,3 +55,18 @@ def test_the_last_owner_cannot_be_demoted_or_deactivated(any_world: World) -> No
         assert r.status_code == 409 and r.json()["error"]["param"] == "role"
         assert c.post(f"/api/users/{w.owner.id}/deactivate").status_code == 422  # not yourself
         assert c.get(f"/api/users/{w.owner.id}").json()["role"] == "owner"
+
+
+def test_role_changes_take_effect_at_once(any_world: World) -> None:
+    w = any_world
+    with w.client("loner") as c:
+        assert c.get("/api/users").status_code == 403  # (and its key is now cached as a member)
+    with w.client("admin") as c:
+        assert c.patch(f"/api/users/{w.loner.id}", json={"role": "admin"}).json()["role"] == "admin"
+    with w.client("loner") as c:
+        assert c.get("/api/users").status_code == 200
+    with w.client("owner") as c:
+        assert c.patch(f"/api/users/{w.loner.id}", json={"role": "owner"}).json()["role"] == "owner"
+        assert c.patch(f"/api/users/{w.loner.id}", json={"role": "member"}).json()["role"] == "member"
+    with w.client("loner") as c:
+        assert c.get("/api/users").status_code == 403
