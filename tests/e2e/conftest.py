@@ -75,8 +75,10 @@ def ui_gateway(
     gw.server.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(chromium_path: str) -> Iterator[Any]:
+    """Package scope: Playwright's sync API keeps an event loop running in this thread while
+    it is alive, so it must be gone before the suite's asyncio tests run again."""
     from playwright.sync_api import sync_playwright
 
     ARTIFACTS.mkdir(exist_ok=True)
@@ -91,7 +93,7 @@ def page(browser: Any, ui_gateway: Gateway) -> Iterator[Any]:
     context = browser.new_context(
         base_url=ui_gateway.url, viewport={"width": 1360, "height": 900}, accept_downloads=True
     )
-    context.set_default_timeout(10_000)
+    context.set_default_timeout(20_000)  # a shared 2-core CI machine can be slow
     pg = context.new_page()
     errors: list[str] = []
     pg.on("pageerror", lambda exc: errors.append(str(exc)))
