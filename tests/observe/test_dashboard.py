@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aiport.domain.errors import InvalidRequest
 from aiport.domain.ids import new_id
-from aiport.observe.dashboard import LogQuery, Names, export_csv, fts5_query, log_page, usage_overview
+from aiport.observe.dashboard import LogQuery, Names, export_csv, fts5_query, log_page, pg_tsquery, usage_overview
 from aiport.store.db import make_engine, make_sessionmaker
 from aiport.store.migrate import upgrade
 from aiport.store.models import AuditLog
@@ -54,6 +54,7 @@ def _row(i: int, **over: Any) -> dict[str, Any]:
 
 
 ROWS = [_row(i) for i in range(60)]
+ROWS[7]["output_text"] = "부산에서 만나요"
 OTHER_ORG = [_row(i, org_id="org_b") for i in range(5)]
 
 
@@ -121,6 +122,8 @@ async def test_full_text_search_finds_input_and_output_words(engine: AsyncEngine
     assert {r.request_id for r in found} == {f"req_{i}" for i in range(60) if i % 4 == 2}
     korean = await _all_pages(engine, LogQuery(org_id="org_a", q="서울"), limit=50)
     assert {r.request_id for r in korean} == {f"req_{i}" for i in range(60) if i % 4 == 1}
+    particle = await _all_pages(engine, LogQuery(org_id="org_a", q="부산"), limit=50)
+    assert {r.request_id for r in particle} == {"req_7"}  # "부산에서" matches "부산"
     output = await _all_pages(engine, LogQuery(org_id="org_a", q="answer 17"), limit=50)
     assert "req_17" in {r.request_id for r in output}
     injected = await _all_pages(engine, LogQuery(org_id="org_a", q='apple" OR "cherry'), limit=50)
@@ -134,9 +137,10 @@ async def test_search_results_page_newest_first_without_gaps(engine: AsyncEngine
     assert [r.request_id for r in oldest] == [f"req_{i}" for i in range(60) if i % 4 == 0]
 
 
-def test_fts5_query_quotes_every_word() -> None:
-    assert fts5_query('a "b" c*') == '"a" "b" "c*"*'
-    assert fts5_query('""') == ""
+def test_search_words_cannot_inject_query_syntax() -> None:
+    assert fts5_query('a "b" c* OR(d)') == '"a"* "b"* "c"* "OR"* "d"*'
+    assert fts5_query('"" *') == ""
+    assert pg_tsquery("it's a:b & !c") == "'it':* & 's':* & 'a':* & 'b':* & 'c':*"
 
 
 async def test_bad_cursor_is_a_clear_error(engine: AsyncEngine) -> None:

@@ -59,15 +59,22 @@ class Page:
     next_cursor: str | None
 
 
+def search_words(q: str) -> list[str]:
+    """The words of a search box, without any character a query syntax could interpret."""
+    cleaned = "".join(c if c.isalnum() or c in "_-." else " " for c in q)
+    return [w.strip("-.") for w in cleaned.split() if w.strip("-.")][:12]
+
+
 def fts5_query(q: str) -> str:
-    """User words -> an FTS5 query: each word quoted (no operators can be injected), all
-    required, the last one as a prefix so results appear while typing."""
-    words = [w.replace('"', "") for w in q.split() if w.strip('"')]
-    if not words:
-        return ""
-    parts = [f'"{w}"' for w in words]
-    parts[-1] += "*"
-    return " ".join(parts)
+    """Search words -> an FTS5 query: each word quoted (no operators can be injected), all
+    required, each as a prefix so Korean words match with their particles ("서울" finds
+    "서울에서") and results appear while a word is still being typed."""
+    return " ".join(f'"{w}"*' for w in search_words(q))
+
+
+def pg_tsquery(q: str) -> str:
+    """The same for PostgreSQL's to_tsquery: 'word':* joined with &."""
+    return " & ".join(f"'{w}':*" for w in search_words(q))
 
 
 def _search_clause(q: str, dialect: str) -> ColumnElement[bool]:
@@ -77,7 +84,10 @@ def _search_clause(q: str, dialect: str) -> ColumnElement[bool]:
             raise InvalidRequest("The search needs at least one word.", param="q")
         ids = text("SELECT log_id FROM audit_fts WHERE audit_fts MATCH :fts_q").bindparams(fts_q=match)
         return AuditLog.id.in_(ids.columns(log_id=String()))
-    return text(f"{PG_TSVECTOR} @@ plainto_tsquery('simple', :fts_q)").bindparams(fts_q=q)  # type: ignore[return-value]
+    tsquery = pg_tsquery(q)
+    if not tsquery:
+        raise InvalidRequest("The search needs at least one word.", param="q")
+    return text(f"{PG_TSVECTOR} @@ to_tsquery('simple', :fts_q)").bindparams(fts_q=tsquery)  # type: ignore[return-value]
 
 
 def where_clauses(query: LogQuery, dialect: str) -> list[ColumnElement[bool]]:
