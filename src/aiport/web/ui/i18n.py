@@ -29,7 +29,7 @@ KO: dict[str, str] = {
     "Email": "이메일",
     "Password": "비밀번호",
     "Wrong email or password.": "이메일 또는 비밀번호가 올바르지 않습니다.",
-    "Demo: admin@demo.aiport.local with the password printed by `aiport demo`.": "데모: admin@demo.aiport.local 과 `aiport demo`가 출력한 비밀번호로 로그인하세요.",
+    "Demo: admin@demo.aiport.local with the password printed at the first start (or run `aiport seed-demo --reset-password`).": "데모: admin@demo.aiport.local 과 처음 시작할 때 출력된 비밀번호로 로그인하세요 (또는 `aiport seed-demo --reset-password` 실행).",
     # catalog
     "Your apps": "내 앱",
     "Search apps": "앱 검색",

@@ -98,7 +98,8 @@ function markConversation(id, title) {
     document.getElementById("history").prepend(li);
     document.getElementById("history-empty").hidden = true;
   }
-  document.getElementById("guided-form")?.setAttribute("data-locked", "1");
+  const fieldset = document.getElementById("guided-form");
+  if (fieldset) { fieldset.dataset.locked = "1"; fieldset.disabled = true; } // the form belongs to the first turn
   sendBtn.textContent = t("Send");
 }
 
