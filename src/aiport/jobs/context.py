@@ -54,6 +54,8 @@ class JobContext:
         self._pipeline = pipeline
         self._store = store
         self._last_write = 0.0
+        self._last_done = -1
+        self._writing = asyncio.Lock()
 
     async def chat(self, request: ChatRequest, *, key: str) -> Answer:
         """One model call through the pipeline (quotas, routing, audit), as this job's owner.
@@ -76,9 +78,13 @@ class JobContext:
         if not force and (total is None or done < total) and now - self._last_write < PROGRESS_EVERY:
             return
         self._last_write = now
-        ok = await self._store.progress(
-            self.job_id, self.owner, done=done, total=total, message=message, checkpoint=self.checkpoint
-        )
+        async with self._writing:  # pieces finishing together: writes in order, never backwards
+            if done < self._last_done:
+                return
+            self._last_done = done
+            ok = await self._store.progress(
+                self.job_id, self.owner, done=done, total=total, message=message, checkpoint=self.checkpoint
+            )
         if not ok:
             raise LeaseLost(self.job_id)
 
