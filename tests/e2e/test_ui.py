@@ -171,3 +171,26 @@ def test_korean_and_the_admin_pages(page: Any) -> None:
     page.goto("/ui/admin/logs")
     assert page.get_by_role("heading", level=1).inner_text() == "로그 대시보드"
     shot(page, "11-logs-korean")
+
+
+def test_keyset_pages_in_the_dashboard(page: Any, ui_gateway: Gateway) -> None:
+    with ui_gateway.client() as c:
+        for i in range(5):
+            body = {"model": "echo", "messages": [{"role": "user", "content": f"page test {i}"}]}
+            assert c.post("/v1/chat/completions", json=body).status_code == 200
+    ui_gateway.flush()
+    login(page)
+    page.goto("/ui/admin/logs?q=page+test&per=2")
+    seen: list[str] = []
+    for expected in (2, 2, 1):
+        ids = [r.get_attribute("data-log-id") for r in page.locator("#logs-table tbody tr").all()]
+        assert len(ids) == expected
+        seen += ids
+        if expected == 2:
+            page.get_by_role("link", name="Next page").click()
+    assert len(set(seen)) == 5
+    assert page.get_by_role("link", name="Next page").count() == 0
+    inputs = [t for t in page.locator("#logs-table td.clip").all_inner_texts() if t.startswith("page test")]
+    assert inputs == ["page test 0"]  # newest first: the last page holds the oldest call
+    page.get_by_role("link", name="First page").click()
+    assert page.locator("#logs-table tbody tr").count() == 2

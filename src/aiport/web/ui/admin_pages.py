@@ -94,13 +94,16 @@ def _row_view(row: AuditLog, names: Names) -> dict[str, Any]:
 
 
 @router.get("/logs")
-async def logs(request: Request, cursor: str | None = None) -> Response:
+async def logs(request: Request, cursor: str | None = None, per: int = 50) -> Response:
     me = await viewer(request, admin=True)
     query, args = _query(request, me.actor.org_id)
+    per = max(1, min(per, 200))
     async with runtime_of(request).sessions() as session:
         names, options = await _names(session, me.actor.org_id)
-        page = await log_page(session, query, limit=50, cursor=cursor)
-    kept = {k: v for k, v in args.items() if v}
+        page = await log_page(session, query, limit=per, cursor=cursor)
+    kept: dict[str, Any] = {k: v for k, v in args.items() if v}
+    if per != 50:
+        kept["per"] = per
     models = sorted({m.name for m in runtime_of(request).settings.catalog.models})
     return render(
         request,
