@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -217,3 +218,22 @@ def test_an_app_key_runs_its_app_and_nothing_else(any_world: World, app_slug: st
         bot.chat.completions.create(
             model=f"app:{app_slug}", messages=[{"role": "user", "content": "Hi"}], extra_body={"inputs": {"topic": "x"}}
         )
+
+
+def test_a_client_leaving_mid_stream_keeps_the_partial_answer(world: World, fake_upstream: FakeOpenAI) -> None:
+    with world.client("a_admin") as c:
+        c.post("/api/apps", json={"definition": simple_app("leaver", model="slowstream"), "publish": True})
+        with c.stream("POST", "/api/apps/leaver/runs", json={"inputs": {"topic": "x"}, "stream": True}) as r:
+            stream = sse(r)
+            header = next(stream)
+            next(stream)
+            assert isinstance(header, dict)
+        # the connection is closed here, long before the 50 words
+        deadline = time.monotonic() + 10
+        while True:
+            answer = c.get(f"/api/conversations/{header['conversation_id']}").json()["messages"][-1]
+            if answer["status"] != "pending" or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+    assert answer["status"] == "stopped" and answer["content"].startswith("w0")
+    assert audit_record(world, header["request_id"])["status"] == "client_closed"

@@ -249,7 +249,8 @@ async def until_stopped(deltas: AsyncIterator[Delta], stop: asyncio.Event) -> As
     finally:
         stopper.cancel()
         if pending is not None and not pending.done():
-            pending.cancel()
+            pending.cancel()  # the client left: let the pipeline record the partial call before we go on
+            await asyncio.wait((pending,))
         aclose = getattr(deltas, "aclose", None)
         if aclose is not None:
             with contextlib.suppress(Exception, asyncio.CancelledError):
