@@ -391,7 +391,8 @@ def throughput_wrk(target: Target, connections: int, duration: float, warmup: fl
                 timeout=warmup + 30,
                 check=False,
             )
-        cmd = [wrk, "-t1", f"-c{connections}", f"-d{round(duration)}s", "--latency", "-s", script, target.url]
+        cmd = [wrk, "-t1", f"-c{connections}", f"-d{round(duration)}s", "--timeout", "10s", "--latency"]
+        cmd += ["-s", script, target.url]
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60, check=False).stdout
     finally:
         os.unlink(script)
@@ -519,6 +520,7 @@ async def open_loop(
         "sent": n_total - n_warm,
         "ok": len(from_sched),
         "errors": errors,
+        "errors_total": sum(errors.values()),
         "reconnect_retries": retries,
         "connections_opened": pool.opened,
         "send_lag_ms": summary_ms(lags),

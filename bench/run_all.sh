@@ -25,11 +25,11 @@ if [[ ! -x "$here/.venv-tools/bin/py-spy" ]]; then
 fi
 
 gateway_args=(--profile)
-tokens_args=(--requests 5 --max-tokens 96)
+tokens_args=(--requests 5 --max-tokens 96 --wait-quiet-s 5)
 router_args=()
 if [[ -n "${QUICK:-}" ]]; then
   gateway_args+=(--quick)
-  tokens_args=(--requests 2 --max-tokens 48)
+  tokens_args=(--requests 2 --max-tokens 48 --wait-quiet-s 5)
   router_args+=(--repeats 20)
 fi
 

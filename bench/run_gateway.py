@@ -238,6 +238,10 @@ def f2(v: float) -> str:
     return f"{v:.2f}"
 
 
+def intf(v: float) -> str:
+    return f"{v:,.0f}"
+
+
 def rows(args: argparse.Namespace) -> list[Row]:
     r, lr = f"{args.rate:.0f}", f"{args.light_rate:.0f}"
     return [
@@ -252,6 +256,7 @@ def rows(args: argparse.Namespace) -> list[Row]:
         (f"latency p50 @ {r} req/s, ms", ("latency", "latency_ms", "p50"), f2, True),
         (f"latency p90 @ {r} req/s, ms", ("latency", "latency_ms", "p90"), f2, True),
         (f"latency p99 @ {r} req/s, ms", ("latency", "latency_ms", "p99"), f2, True),
+        (f"failed requests @ {r} req/s (30 s timeouts, non-200)", ("latency", "errors_total"), intf, False),
         (f"latency p50 @ {lr} req/s, ms", ("light", "latency_ms", "p50"), f2, True),
         (f"latency p99 @ {lr} req/s, ms", ("light", "latency_ms", "p99"), f2, True),
         (f"stream TTFT p50 @ {args.stream_rate:.0f}/s, ms", ("stream", "ttft_ms", "p50"), f2, True),
@@ -434,6 +439,10 @@ def rerender(path: Path) -> int:
             t = r.get("throughput") or {}
             if t.get("cpu_ms_per_request") and "cpu_capacity_rps" not in t:
                 t["cpu_capacity_rps"] = round(1000 / t["cpu_ms_per_request"], 1)
+            for phase in ("latency", "light", "stream", "cache"):
+                p = r.get(phase) or {}
+                if "errors" in p and "errors_total" not in p:
+                    p["errors_total"] = sum(p["errors"].values())
     args = argparse.Namespace(**doc["settings"])
     md = report(doc, args, doc.get("argv", []))
     path.with_suffix(".md").write_text(md + "\n")
