@@ -4,6 +4,7 @@ and runs the agent loop with the app's tools. The admin record shows the trace."
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import openai
@@ -120,3 +121,24 @@ def test_a_message_contradicting_the_form_is_asked_back(world: World, fake_upstr
         extra_body={"inputs": {"tone": "formal"}},
     )
     assert plain.choices[0].finish_reason == "stop" and plain.choices[0].message.model_extra.get("citations") is None
+
+
+def test_app_runs_use_knowledge_and_tools(world: World, team_app: dict[str, Any]) -> None:
+    with world.client("a_member") as c:
+        r = c.post("/api/apps/kn-helper/runs", json={"message": "When does the pager rotation change?"})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["citations"][0]["title"] == "On-call" and body["status"] == "complete"
+        with c.stream("POST", "/api/apps/kn-calc/runs",
+                      json={"message": 'use calculator {"expression": "7*6"}', "stream": True}) as s:  # fmt: skip
+            text = "".join(s.iter_text())
+        assert '"content":"final: 42"' in text and '"app.run.end"' in text
+        calc_conv = json.loads(text.split("\n\n")[0].removeprefix("data: "))["conversation_id"]
+        stored = c.get(f"/api/conversations/{calc_conv}").json()["messages"][-1]
+        assert stored["content"] == "final: 42" and stored["status"] == "complete"
+        conv = c.get(f"/api/conversations/{body['conversation_id']}").json()
+    answer = [m for m in conv["messages"] if m["role"] == "assistant"][-1]
+    assert answer["content"].startswith("echo: ") and answer["status"] == "complete"
+    with world.client("b_member") as c:  # runs with the caller's access: nothing from team A's collection
+        r = c.post("/api/apps/kn-helper/runs", json={"message": "When does the pager rotation change?"})
+        assert r.status_code == 200 and r.json()["citations"] == []

@@ -21,6 +21,7 @@ from aiport.apps.runs import PreparedRun, RunSpec, active_runs, finish_run, outc
 from aiport.domain.chat import ChatRequest, Delta
 from aiport.domain.errors import GatewayError
 from aiport.gateway.call import Call
+from aiport.knowledge.app_runs import grounded_run
 from aiport.store.apps import App
 from aiport.web.auth import current_actor
 from aiport.web.runtime import Runtime
@@ -94,11 +95,12 @@ async def _execute(request: Request, actor: Actor, spec: RunSpec) -> Response:
         rt.sessions, rt.router, actor, spec, max_prompt_chars=rt.settings.app_template_max_chars, call=call
     )
     try:
+        grounded = await grounded_run(rt, actor, call)  # the app's knowledge and tools (docs/knowledge.md)
         if spec.stream:
-            deltas = await rt.pipeline.open_stream(call)
+            deltas = grounded.deltas() if grounded else await rt.pipeline.open_stream(call)
             active_runs.add(prepared)
             return SSEResponse(_events(rt, prepared, deltas), _closer(rt, prepared))
-        completion = await rt.pipeline.complete(call)
+        completion = grounded.completion if grounded else await rt.pipeline.complete(call)
     except GatewayError:
         await finish_run(rt.sessions, prepared)
         raise
@@ -110,6 +112,7 @@ async def _execute(request: Request, actor: Actor, spec: RunSpec) -> Response:
         "output": completion.text or "",
         "finish_reason": completion.finish_reason,
         "usage": completion.usage.to_openai(),
+        **({"citations": grounded.citations} if grounded else {}),
     }
     return Response(orjson.dumps(body), media_type="application/json")
 

@@ -1,0 +1,71 @@
+"""App runs (`POST /api/apps/{slug}/runs`, continue, regenerate) with the app's knowledge
+and tools: the hook web/conversations.py calls before the model. None when the app has
+neither, so plain apps run exactly as before.
+
+No clarification here: a conversation has its own history, and the run API has no place
+for a question yet; `/api/knowledge/ask` and the OpenAI API ask back."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from aiport.accounts.authz import Actor
+from aiport.domain.chat import Completion, Delta
+from aiport.gateway.call import Call
+from aiport.knowledge.assist import Assist, Outcome, run, visible_collections
+from aiport.store.apps import App, AppVersion
+
+if TYPE_CHECKING:
+    from aiport.web.runtime import Runtime
+
+
+@dataclass(slots=True)
+class Grounded:
+    outcome: Outcome
+
+    @property
+    def completion(self) -> Completion:
+        assert self.outcome.completion is not None
+        return self.outcome.completion
+
+    @property
+    def citations(self) -> list[dict[str, Any]]:
+        return self.outcome.citations
+
+    async def deltas(self) -> AsyncIterator[Delta]:
+        """The finished answer as a stream, for runs that asked for one."""
+        if self.completion.text:
+            yield Delta(text=self.completion.text)
+        yield Delta(finish_reason=self.completion.finish_reason, usage=self.completion.usage)
+
+
+async def _definition(rt: Runtime, call: Call) -> dict[str, Any]:
+    async with rt.sessions() as session:
+        if call.request.app_version_id is not None:
+            version = await session.get(AppVersion, call.request.app_version_id)
+            return dict(version.definition) if version is not None else {}
+        app = await session.get(App, call.request.app_id) if call.request.app_id else None
+        return dict(app.draft) if app is not None else {}  # a builder's test run of the draft
+
+
+async def grounded_run(rt: Runtime, actor: Actor, call: Call) -> Grounded | None:
+    """Run `call` (composed by prepare_run) with the app's knowledge and tools, if it has any."""
+    definition = await _definition(rt, call)
+    knowledge = list(definition.get("knowledge") or [])
+    tools = list(definition.get("tools") or [])
+    if not knowledge and not tools:
+        return None
+    async with rt.sessions() as session:
+        visible = {c.id for c in await visible_collections(session, actor, None)} if knowledge else set()
+    assist = Assist(
+        collection_ids=[c for c in knowledge if c in visible],  # the caller's access decides
+        tools=tools,
+        clarify=False,
+        use_knowledge=bool(knowledge),
+    )
+    outcome = await run(rt, actor, call, assist)
+    if outcome.agent is not None and outcome.completion is not None:
+        call.text_parts = [outcome.completion.text or ""]  # the run stores the final answer, not step 1's
+    return Grounded(outcome)
