@@ -237,3 +237,14 @@ def test_a_client_leaving_mid_stream_keeps_the_partial_answer(world: World, fake
             time.sleep(0.1)
     assert answer["status"] == "stopped" and answer["content"].startswith("w0")
     assert audit_record(world, header["request_id"])["status"] == "client_closed"
+
+
+def test_message_ids_keep_the_turn_order_within_one_millisecond() -> None:
+    from aiport.apps.conversations import message_id_after
+
+    previous = None
+    for _ in range(2000):  # a user message and its answer are created in the same millisecond
+        current = message_id_after(previous)
+        assert previous is None or current > previous
+        previous = current
+    assert message_id_after("msg_zzzzzzzzzz0000000000000zzz") == "msg_zzzzzzzzzz0000000000001000"

@@ -11,10 +11,27 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from aiport.accounts.authz import Action, Actor, ConversationAccess, authorize
 from aiport.domain.chat import Message
 from aiport.domain.errors import NotFound, Unprocessable
+from aiport.domain.ids import new_id
 from aiport.store.apps import App, Conversation, ConversationMessage
 from aiport.store.models import iso_utc, utcnow
 
 TITLE_LENGTH = 80
+_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # domain.ids' Crockford base32
+
+
+def message_id_after(previous: str | None) -> str:
+    """A message id that sorts after `previous`. Ids are time-ordered only to the
+    millisecond, and a turn's user message and answer are created in the same one."""
+    candidate = new_id("msg_")
+    if previous is None or candidate > previous:
+        return candidate
+    chars = list(previous)
+    i = len(chars) - 1
+    while chars[i] == _ALPHABET[-1]:  # increment with carry; 80 random bits never run out
+        chars[i] = _ALPHABET[0]
+        i -= 1
+    chars[i] = _ALPHABET[_ALPHABET.index(chars[i]) + 1]
+    return "".join(chars)
 
 
 async def load_conversation(session: AsyncSession, actor: Actor, conversation_id: str, action: Action) -> Conversation:

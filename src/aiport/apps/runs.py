@@ -27,7 +27,14 @@ from aiport.apps.compose import (
     render_prompts,
     resolve_model,
 )
-from aiport.apps.conversations import drop_last_answer, history, load_conversation, messages_of, title_from
+from aiport.apps.conversations import (
+    drop_last_answer,
+    history,
+    load_conversation,
+    message_id_after,
+    messages_of,
+    title_from,
+)
 from aiport.apps.definition import AppDefinition
 from aiport.apps.forms import validate_inputs
 from aiport.apps.registry import load_app, published
@@ -142,12 +149,22 @@ async def prepare_run(
             if has_turns and not (spec.message or "").strip():
                 raise Unprocessable("Write a message to continue the conversation.", param="message")
             text = spec.message.strip() if has_turns and spec.message else first_turn(prompt, spec.message)
-            user_message = ConversationMessage(conversation_id=conversation.id, role="user", content=text)
+            user_message = ConversationMessage(
+                id=message_id_after(earlier[-1].id if earlier else None),
+                conversation_id=conversation.id,
+                role="user",
+                content=text,
+            )
             session.add(user_message)
             earlier.append(user_message)
         version_id = version.id if version else None
         assistant = ConversationMessage(
-            conversation_id=conversation.id, role="assistant", content="", status="pending", app_version_id=version_id
+            id=message_id_after(earlier[-1].id if earlier else None),
+            conversation_id=conversation.id,
+            role="assistant",
+            content="",
+            status="pending",
+            app_version_id=version_id,
         )
         session.add(assistant)
         conversation.updated_at = utcnow()
