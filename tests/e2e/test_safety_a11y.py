@@ -61,6 +61,7 @@ def test_every_control_is_labelled(page: Any, ui_gateway: Gateway) -> None:
         "/ui/admin/people",
         "/ui/admin/keys",
         "/ui/admin/quotas",
+        "/ui/admin/jobs",
         "/ui/build/new",
     ):
         page.goto(path)

@@ -150,13 +150,21 @@ def test_filter_search_and_export_csv(page: Any, ui_gateway: Gateway) -> None:
     assert set(page.locator("#logs-table [data-col=app]").all_inner_texts()) == {"story-teller"}
 
 
-def test_korean_and_the_admin_pages(page: Any) -> None:
+def test_korean_and_the_admin_pages(page: Any, ui_gateway: Gateway) -> None:
+    with ui_gateway.client() as c:
+        body = {"model": "echo", "messages": [{"role": "user", "content": "for the charts"}]}
+        assert c.post("/v1/chat/completions", json=body).status_code == 200
+        job = {"kind": "chat_batch", "input": {"requests": [body]}}
+        assert c.post("/api/jobs", json=job).status_code == 202
+    ui_gateway.flush()
     login(page)
+    page.goto("/ui/admin/jobs")
+    assert "chat_batch" in page.locator("#jobs-table tbody").inner_text()
     page.goto("/ui/admin/usage")
     assert int(page.locator("#kpi-calls").inner_text()) >= 1
     assert page.locator(".chart svg").count() == 8
     shot(page, "08-usage")
-    for name in ("people", "keys", "models", "quotas"):
+    for name in ("people", "keys", "models", "quotas", "jobs"):
         page.goto(f"/ui/admin/{name}")
         shot(page, f"09-admin-{name}")
     page.goto("/ui/")

@@ -341,3 +341,39 @@ async def quotas_page(request: Request) -> Response:
         options=options,
         models=models,
     )
+
+
+JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
+
+
+@router.get("/jobs")
+async def jobs_page(request: Request, status: str = "", before: str | None = None) -> Response:
+    """Background jobs of the organization, newest first (cancel through the jobs API)."""
+    from aiport.jobs.queries import list_jobs
+    from aiport.jobs.views import job_view
+
+    me = await viewer(request, admin=True)
+    async with runtime_of(request).sessions() as session:
+        rows = await list_jobs(
+            session,
+            org_id=me.actor.org_id,
+            user_id=None,
+            status=status if status in JOB_STATUSES else None,
+            kind=None,
+            before=(before or "")[:64] or None,
+            limit=50,
+        )
+        names, _ = await _names(session, me.actor.org_id)
+    jobs = [{**job_view(j, full=False), "user": names.users.get(j.user_id or "", j.user_id or "—")} for j in rows]
+    query = {"status": status} if status else {}
+    next_url = "/ui/admin/jobs?" + urlencode({**query, "before": jobs[-1]["id"]}) if len(jobs) == 50 else None
+    return render(
+        request,
+        "admin_jobs.html",
+        me,
+        active="jobs",
+        jobs=jobs,
+        job_status=status,
+        statuses=JOB_STATUSES,
+        next_url=next_url,
+    )

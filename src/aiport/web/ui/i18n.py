@@ -211,6 +211,11 @@ KO: dict[str, str] = {
     "Set rate limit": "속도 제한 설정",
     "Only organization owners and admins can see this page.": "조직 소유자와 관리자만 볼 수 있는 페이지입니다.",
     "Not found": "찾을 수 없음",
+    "Jobs": "작업",
+    "Progress": "진행",
+    "Finished": "완료 시각",
+    "Cancel": "취소",
+    "No jobs yet.": "아직 작업이 없습니다.",
     "Something went wrong": "문제가 발생했습니다",
 }
 
