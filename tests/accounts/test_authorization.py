@@ -49,6 +49,8 @@ def scene(any_world: World) -> Scene:
         run = c.post("/api/apps/foreign-app/runs", json={"inputs": {"topic": "theirs"}})
         ids["foreign_conv"] = run.json()["conversation_id"]
         ids["foreign_team"] = c.post("/api/teams", json={"name": "Foreign team"}).json()["id"]
+    with w.client("b_member") as c:
+        ids["b_member_key_id"] = c.get("/api/keys").json()["data"][0]["id"]
     for name, person in w.people.items():
         ids[name] = person.id
     return Scene(w, ids)
@@ -93,6 +95,10 @@ HIDDEN = [
     ("b_admin", "GET", "/api/usage?team_id={team_a}", None),
     ("a_member", "GET", "/api/conversations?user_id={b_member}", None),
     ("a_admin", "PUT", "/api/teams/{team_b}/members/{a_member}", {"role": "member"}),
+    ("a_admin", "DELETE", "/api/teams/{team_b}/members/{b_member}", None),
+    ("b_member", "POST", "/api/conversations/{conv}/regenerate", {}),
+    ("a_member", "DELETE", "/api/keys/{b_member_key_id}", None),  # someone else's personal key
+    ("owner", "DELETE", "/api/keys/{b_member_key_id}", None),  # /api/keys is "my keys", even for owners
 ]
 
 FORBIDDEN = [
@@ -130,6 +136,14 @@ FORBIDDEN = [
     ("app_key", "GET", "/api/users", None),
     ("app_key", "POST", "/api/auth/password", {"current_password": "x", "new_password": "y" * 10}),
     ("app_key", "PATCH", "/api/apps/org-app", {"definition": {"name": "x"}}),
+    ("app_key", "GET", "/api/usage", None),
+    ("app_key", "GET", "/api/teams", None),
+    ("app_key", "POST", "/api/apps/builder/draft", {"description": "a tweet writer"}),
+    ("a_member", "GET", "/api/apps/org-app/keys", None),
+    ("a_member", "DELETE", "/api/apps/org-app/keys/{app_key_id}", None),
+    ("a_member", "GET", "/api/apps/org-app/versions/1", None),
+    ("a_admin", "POST", "/api/users/{a_member}/reactivate", None),
+    ("a_admin", "PATCH", "/api/users/{a_member}", {"name": "renamed"}),
     ("app_key", "POST", "/v1/chat/completions", {"model": "echo", "messages": [{"role": "user", "content": "hi"}]}),
     # sharing: only with your own teams; the whole org only as an org or team admin
     ("a_member", "POST", "/api/apps", {"definition": simple_app("share-b"), "sharing": {"visibility": "teams", "team_ids": ["{team_b}"]}}),
@@ -212,3 +226,10 @@ def test_listings_agree_with_the_rules(scene: Scene) -> None:
     assert scene.ids["conv"] not in {c["id"] for c in mine}
     audited = _call(scene, "admin", "GET", "/api/conversations?user_id={a_member}").json()["data"]
     assert scene.ids["conv"] in {c["id"] for c in audited}
+
+
+def test_an_app_key_cannot_be_revoked_through_another_app(scene: Scene) -> None:
+    """An editor of one app cannot reach another app's keys through it (404 for that app)."""
+    r = _call(scene, "a_admin", "DELETE", "/api/apps/team-a-app/keys/{app_key_id}")
+    assert r.status_code == 404 and r.json()["error"]["code"] == "key_not_found"
+    assert _call(scene, "app_key", "GET", "/api/apps/org-app").status_code == 200  # still valid
