@@ -9,6 +9,9 @@ the webhook deliveries in one transaction: all of them once, or none.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -46,6 +49,20 @@ class JobStore:
         self.sessions = sessions
         self.lease_seconds = lease_seconds
         self.webhook_window = webhook_window
+        bind = sessions.kw.get("bind")
+        # SQLite has one writer: concurrent write transactions of this process would wait
+        # for each other in SQLite's busy handler (sleeps of up to 100 ms); take turns here.
+        self._one_writer = asyncio.Lock() if bind is not None and bind.dialect.name == "sqlite" else None
+
+    @contextlib.asynccontextmanager
+    async def _write(self) -> AsyncIterator[AsyncSession]:
+        """A session in a transaction, committed at the end (one at a time on SQLite)."""
+        async with contextlib.AsyncExitStack() as stack:
+            if self._one_writer is not None:
+                await stack.enter_async_context(self._one_writer)
+            session = await stack.enter_async_context(self.sessions())
+            await stack.enter_async_context(session.begin())
+            yield session
 
     # ---- submit ------------------------------------------------------------------------
     async def create(
@@ -79,7 +96,7 @@ class JobStore:
             request_id=request_id,
         )
         try:
-            async with self.sessions() as session, session.begin():
+            async with self._write() as session:
                 session.add(job)
                 await session.flush()
                 session.add(JobEvent(job_id=job.id, type="status", data=job_event_data(job)))
@@ -128,7 +145,7 @@ class JobStore:
 
     async def claim(self, job_id: str, owner: str) -> Claim:
         now = utcnow()
-        async with self.sessions() as session, session.begin():
+        async with self._write() as session:
             result = await session.execute(
                 update(Job)
                 .where(Job.id == job_id, self._claimable(now))
@@ -156,7 +173,7 @@ class JobStore:
     async def heartbeat(self, job_id: str, owner: str) -> bool:
         """Extend the lease; False when the job is no longer ours to run."""
         now = utcnow()
-        async with self.sessions() as session, session.begin():
+        async with self._write() as session:
             result = await session.execute(
                 update(Job)
                 .where(Job.id == job_id, Job.lease_owner == owner, Job.status == "running")
@@ -184,7 +201,7 @@ class JobStore:
         }
         if checkpoint is not None:
             values["checkpoint"] = checkpoint
-        async with self.sessions() as session, session.begin():
+        async with self._write() as session:
             result = await session.execute(
                 update(Job).where(Job.id == job_id, Job.lease_owner == owner, Job.status == "running").values(**values)
             )
@@ -211,7 +228,7 @@ class JobStore:
             values["result"] = result
         if error is not None:
             values["error_message"], values["error_code"] = error
-        async with self.sessions() as session, session.begin():
+        async with self._write() as session:
             changed = await session.execute(
                 update(Job).where(Job.id == job_id, Job.lease_owner == owner, Job.status == "running").values(**values)
             )
@@ -225,7 +242,7 @@ class JobStore:
     async def requeue(self, job_id: str, owner: str, *, delay: float, reason: str) -> bool:
         """Give a running job back to the queue (retry after a transient error, or shutdown)."""
         now = utcnow()
-        async with self.sessions() as session, session.begin():
+        async with self._write() as session:
             result = await session.execute(
                 update(Job)
                 .where(Job.id == job_id, Job.lease_owner == owner, Job.status == "running")
@@ -247,7 +264,7 @@ class JobStore:
     async def fail_unclaimed(self, job_id: str, message: str, code: str) -> Job | None:
         """Fail a queued job that never ran (the broker refused it)."""
         now = utcnow()
-        async with self.sessions() as session, session.begin():
+        async with self._write() as session:
             result = await session.execute(
                 update(Job)
                 .where(Job.id == job_id, Job.status == "queued")
@@ -263,7 +280,7 @@ class JobStore:
     async def cancel(self, job_id: str) -> Job | None:
         """Cancel a queued or running job; None when it had already ended."""
         now = utcnow()
-        async with self.sessions() as session, session.begin():
+        async with self._write() as session:
             result = await session.execute(
                 update(Job)
                 .where(Job.id == job_id, Job.status.in_(("queued", "running")))
