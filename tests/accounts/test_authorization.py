@@ -76,6 +76,8 @@ HIDDEN = [
     ("stranger", "PATCH", "/api/apps/org-app", {"definition": {"name": "mine"}}),
     ("app_key", "POST", "/api/apps/team-a-app/runs", {"inputs": {"topic": "x"}}),  # bound to org-app only
     ("a_member", "GET", "/api/apps/foreign-app", None),
+    ("app_key", "PATCH", "/api/apps/team-a-app", {"definition": {"name": "x"}}),  # other apps: as if missing
+    ("app_key", "GET", "/api/apps/team-a-app/versions", None),
     ("b_member", "GET", "/api/conversations/{conv}", None),  # someone else's conversation
     ("a_admin", "GET", "/api/conversations/{conv}", None),  # team admins don't read their members' chats
     ("b_member", "POST", "/api/conversations/{conv}/messages", {"message": "hi"}),

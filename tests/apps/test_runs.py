@@ -248,3 +248,28 @@ def test_message_ids_keep_the_turn_order_within_one_millisecond() -> None:
         assert previous is None or current > previous
         previous = current
     assert message_id_after("msg_zzzzzzzzzz0000000000000zzz") == "msg_zzzzzzzzzz0000000000001000"
+
+
+def test_a_conversation_continues_on_the_newest_version_with_its_form_values(world: World) -> None:
+    with world.client("a_admin") as c:
+        c.post("/api/apps", json={"definition": simple_app("evolving"), "publish": True})
+        first = c.post("/api/apps/evolving/runs", json={"inputs": {"topic": "owls", "tone": "casual"}}).json()
+        variables = [
+            {"name": "topic", "type": "short_text", "required": True},
+            {"name": "audience", "type": "select", "options": ["kids", "experts"], "required": True},
+        ]
+        changes = {"variables": variables, "system_prompt": "For {{ audience }}.", "prompt_template": "{{ topic }}"}
+        assert c.patch("/api/apps/evolving", json={"definition": changes}).status_code == 200
+        v2 = c.post("/api/apps/evolving/publish").json()
+        conv = first["conversation_id"]
+        missing = c.post(f"/api/conversations/{conv}/messages", json={"message": "More?"})
+        assert missing.status_code == 422 and missing.json()["error"]["param"] == "inputs.audience"
+        r = c.post(f"/api/conversations/{conv}/messages", json={"message": "More?", "inputs": {"topic": "owls",
+                                                                                               "audience": "kids"}})  # fmt: skip
+        assert r.status_code == 200, r.text
+        assert r.json()["app_version"]["id"] == v2["id"]
+        assert c.get(f"/api/conversations/{conv}").json()["inputs"] == {"topic": "owls", "audience": "kids"}
+        again = c.post(f"/api/conversations/{conv}/messages", json={"message": "And then?"})
+        assert again.status_code == 200  # the stored values carry on
+    record = audit_record(world, again.json()["request_id"])
+    assert record["input_messages"][0] == {"role": "system", "content": "For kids."}

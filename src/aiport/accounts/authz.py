@@ -167,6 +167,8 @@ def can_run_app(actor: Actor, app: AppAccess) -> bool:
 def authorize(actor: Actor, action: Action, resource: Any = None) -> None:
     """Return if `actor` may do `action` on `resource`; raise 404 (hidden) or 403 otherwise."""
     if actor.app_key_app_id is not None and action is not Action.APP_RUN:
+        if isinstance(resource, AppAccess) and resource.id != actor.app_key_app_id:
+            raise _hidden("app")  # other apps don't exist for an app key, whatever is asked
         raise _denied("This API key is bound to one app: it may only run that app.")
     if action in (Action.SELF, Action.APP_CREATE):
         return

@@ -137,7 +137,7 @@ async def prepare_run(
             await session.flush()
             earlier: list[ConversationMessage] = []
         else:
-            values = validate_inputs(defn, conversation.inputs if spec.inputs is None else spec.inputs)
+            values = validate_inputs(defn, spec.inputs if spec.inputs is not None else _still_known(defn, conversation))
             conversation.inputs = values
             earlier = await messages_of(session, conversation.id)
         system, prompt = render_prompts(defn, values, max_prompt_chars)
@@ -192,6 +192,12 @@ async def prepare_run(
         assistant_id=assistant.id,
         user_message_id=user_message.id if user_message else None,
     )
+
+
+def _still_known(defn: AppDefinition, conversation: Conversation) -> dict[str, Any]:
+    """The conversation's form values for the fields the (maybe newer) version still has."""
+    known = {v.name for v in defn.variables}
+    return {k: v for k, v in conversation.inputs.items() if k in known and v is not None}
 
 
 def outcome(prepared: PreparedRun) -> str:

@@ -46,6 +46,7 @@ class RunBody(BaseModel):
 class ContinueBody(BaseModel):
     message: Message
     stream: bool = False
+    inputs: dict[str, Any] | None = None  # change the form values from this turn on
 
 
 class RegenerateBody(BaseModel):
@@ -175,7 +176,7 @@ async def get_conversation(conversation_id: str, request: Request) -> dict[str, 
 @router.post("/conversations/{conversation_id}/messages", summary="Continue a conversation")
 async def continue_conversation(conversation_id: str, body: ContinueBody, request: Request) -> Response:
     actor = await current_actor(request)
-    spec = RunSpec(conversation_id=conversation_id, message=body.message, stream=body.stream)
+    spec = RunSpec(conversation_id=conversation_id, message=body.message, stream=body.stream, inputs=body.inputs)
     return await _execute(request, actor, spec)
 
 
