@@ -25,7 +25,7 @@ if [[ ! -x "$here/.venv-tools/bin/py-spy" ]]; then
 fi
 
 gateway_args=(--profile)
-tokens_args=(--requests 5 --max-tokens 96 --wait-quiet-s 5)
+tokens_args=(--requests 4 --max-tokens 64 --wait-quiet-s 5)
 router_args=()
 if [[ -n "${QUICK:-}" ]]; then
   gateway_args+=(--quick)
