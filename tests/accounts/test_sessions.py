@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-import httpx
-from sqlalchemy import select
+from datetime import timedelta
 
-from aiport.store.models import User
+import httpx
+from sqlalchemy import select, update
+
+from aiport.store.models import User, utcnow
 from aiport.store.people import WebSession
 from tests.apps.harness import PASSWORD, World, login, simple_app
 
@@ -138,3 +140,20 @@ def test_changing_the_password_ends_other_sessions(world: World) -> None:
     assert back.status_code == 200
     first.close()
     second.close()
+
+
+def test_an_expired_session_is_refused(world: World) -> None:
+    client = login(world.gateway, world.a_member.email)
+
+    async def expire() -> None:
+        async with world.gateway.runtime.sessions() as session, session.begin():
+            await session.execute(
+                update(WebSession)
+                .where(WebSession.user_id == world.a_member.id)
+                .values(expires_at=utcnow() - timedelta(seconds=1))
+            )
+
+    world.gateway.server.run(expire())
+    r = client.get("/api/auth/me")
+    assert r.status_code == 401 and "Log in again" in r.json()["error"]["message"]
+    client.close()
