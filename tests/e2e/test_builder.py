@@ -24,7 +24,8 @@ def test_no_code_builder_create_test_run_publish(page: Any) -> None:
     row.get_by_label("Required").check()
     page.locator("#test-animal").fill("owls")
     page.get_by_role("button", name="Test run").click()
-    page.locator("#test-output").get_by_text("echo: Tell me about owls.").wait_for()
+    page.wait_for_function("() => !document.getElementById('test-run').disabled")
+    assert page.locator("#test-output").inner_text() == "echo: Tell me about owls."
     assert "/ui/build/owl-facts" in page.url  # the draft was saved before the test run
     shot(page, "12-builder")
     page.get_by_role("button", name="Publish").click()
