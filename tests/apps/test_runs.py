@@ -273,3 +273,18 @@ def test_a_conversation_continues_on_the_newest_version_with_its_form_values(wor
         assert again.status_code == 200  # the stored values carry on
     record = audit_record(world, again.json()["request_id"])
     assert record["input_messages"][0] == {"role": "system", "content": "For kids."}
+
+
+def test_continue_and_regenerate_stream_too(any_world: World, app_slug: str) -> None:
+    with any_world.client("a_member") as c:
+        conv = c.post(f"/api/apps/{app_slug}/runs", json={"inputs": {"topic": "sun"}}).json()["conversation_id"]
+        for path, body in (("messages", {"message": "Why?", "stream": True}), ("regenerate", {"stream": True})):
+            with c.stream("POST", f"/api/conversations/{conv}/{path}", json=body) as r:
+                assert r.status_code == 200
+                events = list(sse(r))
+            header, end = events[0], events[-2]
+            assert isinstance(header, dict) and header["conversation_id"] == conv
+            assert isinstance(end, dict) and end["status"] == "complete"
+        messages = c.get(f"/api/conversations/{conv}").json()["messages"]
+    assert [(m["role"], m["content"]) for m in messages][-2:] == [("user", "Why?"), ("assistant", "echo: Why?")]
+    assert len(messages) == 4
