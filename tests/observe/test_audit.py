@@ -120,6 +120,10 @@ def test_interrupted_stream_is_recorded_with_partial_output(any_gateway: Gateway
     assert record["status"] == "client_closed" and record["http_status"] == 499
     assert record["output_preview"].startswith("w0 w1")
     assert len(record["output_preview"].split()) < 50  # partial, not the whole answer
+    # the provider's usage never came: aiport bills what it sent, so hanging up never escapes a quota
+    sent = len(record["output_preview"].split())
+    assert record["prompt_tokens"] > 0 and record["completion_tokens"] >= sent
+    assert any_gateway.log(record["id"])["attempts"][-1]["usage"].startswith("estimated by aiport")
     deadline = time.monotonic() + 5
     while fake_upstream.cancelled_streams == before and time.monotonic() < deadline:
         time.sleep(0.05)

@@ -49,6 +49,7 @@ class Call:
     cache_ttl: int | None = None
     recorded: bool = False
     replay_of: str | None = None  # the first request's id when this call replays it
+    usage_estimated: bool = False  # usage counted by aiport (the stream ended before the provider's count)
 
     @property
     def completion_id(self) -> str:
@@ -158,7 +159,15 @@ class Call:
             "route_score": self.route_score,
             "saved_cost_usd": self.saved_cost_usd,
             "idempotency_key": self.idempotency_key,
-            "attempts": self.attempts or None,
+            "attempts": self._attempts_with_usage_note(),
             "parent_request_id": req.parent_request_id,
             "created_at": self.created_at,
         }
+
+    def _attempts_with_usage_note(self) -> list[dict[str, Any]] | None:
+        """The attempts, the last one noting when its tokens were counted by aiport, not the provider."""
+        if not self.attempts:
+            return None
+        if not self.usage_estimated:
+            return self.attempts
+        return [*self.attempts[:-1], {**self.attempts[-1], "usage": "estimated by aiport (stream ended early)"}]

@@ -16,6 +16,8 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+import orjson
+
 from aiport.config import ModelConfig
 from aiport.domain.chat import Completion, Delta, Usage
 from aiport.domain.errors import GatewayError, StoreUnavailable, Unprocessable, UpstreamError
@@ -25,6 +27,7 @@ from aiport.gateway.call import Call
 from aiport.gateway.idempotency import IdempotencyStore, body_hash, scoped_key
 from aiport.gateway.resilience import CircuitBreaker, RetryPolicy, retryable
 from aiport.gateway.router import Route, Router
+from aiport.gateway.tokens import count_text, estimate_prompt_tokens
 from aiport.observe.audit import AuditWriter
 from aiport.providers.registry import ProviderRegistry
 
@@ -280,7 +283,14 @@ class Pipeline:
 
     @staticmethod
     def _meter(call: Call) -> None:
-        """meter: cost from the provider-reported usage and the model's prices."""
+        """meter: cost from the provider-reported usage and the model's prices.
+
+        A stream stopped or broken before the provider's usage arrived is billed by our own
+        count of the prompt and the text already sent, so disconnecting never escapes a quota."""
+        if call.usage is None and not call.cache_hit and (call.text_parts or call.tool_calls):
+            sent = "".join(call.text_parts) + (orjson.dumps(call.tool_calls).decode() if call.tool_calls else "")
+            call.usage = Usage(estimate_prompt_tokens(call.request), count_text(sent))
+            call.usage_estimated = True
         if call.model is not None and call.usage is not None and not call.cache_hit:
             call.cost_usd = call.model.price.cost(call.usage.prompt_tokens, call.usage.completion_tokens)
 
