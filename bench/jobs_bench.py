@@ -307,6 +307,7 @@ def main() -> None:
             ap.error(f"unknown backend {backend!r}")
         tmp = Path(tempfile.mkdtemp(prefix=f"aiport-jobs-bench-{backend}-"))
         stack = start_stack(backend, tmp, args.workers, args.worker_procs)
+        load_before = os.getloadavg()[0]
         try:
             result = asyncio.run(
                 measure(stack, args.latency_jobs, args.roundtrip_jobs, args.throughput_jobs, args.clients)
@@ -314,6 +315,11 @@ def main() -> None:
         finally:
             stack.close()
             shutil.rmtree(tmp, ignore_errors=True)
+        result["load_avg_1m"] = {
+            "before": round(load_before, 2),
+            "after": round(os.getloadavg()[0], 2),
+            "cpus": os.cpu_count(),
+        }
         print(json.dumps(result), flush=True)
         results.append(result)
     print(

@@ -228,3 +228,31 @@ def test_transient_failures_are_retried_with_backoff_then_fail(jobs_gateway: Gat
     delays = [r["retry_in"] for r in retries]
     assert len(delays) == 4, delays
     assert all(later > earlier for earlier, later in pairwise(delays)), delays
+
+
+def test_jobs_are_held_to_the_owners_quota(jobs_gateway: Gateway) -> None:
+    """A job's calls go through the quota stage as its owner: over quota, the job fails at
+    once with the quota's message (waiting for a window to reset would not help)."""
+    from tests.gateway.conftest import make_member
+
+    member = make_member(jobs_gateway)
+    with jobs_gateway.client() as admin:
+        quota = {"scope": "user", "subject_id": member.user_id, "limit": 1}
+        assert admin.put("/api/admin/quotas", json=quota).status_code in (200, 201)
+    with jobs_gateway.client(member.key) as c:
+        body = {"kind": "summarize", "input": {"text": "too expensive", "model": "echo", "max_tokens": 50}}
+        job = wait_job(c, c.post("/api/jobs", json=body).json()["id"])
+    assert job["status"] == "failed" and job["attempt"] == 1, job
+    assert job["error"]["code"] == "quota_exceeded" and "Quota exceeded" in job["error"]["message"]
+
+
+def test_rate_limited_calls_wait_and_quota_refusals_do_not() -> None:
+    from aiport.domain.errors import RateLimited, UpstreamError
+    from aiport.jobs.context import rate_limit_wait
+
+    wait = rate_limit_wait(RateLimited("slow down", code="rate_limit_exceeded", headers={"retry-after": "2"}))
+    assert wait is not None and 2.0 <= wait <= 2.4
+    assert rate_limit_wait(RateLimited("no tokens left", code="quota_exceeded", headers={"retry-after": "9"})) is None
+    assert rate_limit_wait(UpstreamError("boom")) is None
+    capped = rate_limit_wait(RateLimited("later", code="rate_limit_exceeded", headers={"retry-after": "86400"}))
+    assert capped is not None and capped <= 72

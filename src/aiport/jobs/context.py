@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
 
 from aiport.domain.chat import ChatRequest, Completion
+from aiport.domain.errors import GatewayError
 from aiport.domain.principal import Principal
 from aiport.gateway.call import Call
 from aiport.gateway.pipeline import Pipeline
@@ -16,6 +18,8 @@ from aiport.jobs.errors import LeaseLost
 from aiport.jobs.store import JobStore
 
 PROGRESS_EVERY = 0.25  # seconds between progress writes (the last one is always written)
+RATE_LIMIT_WAITS = 20  # a call refused by the owner's rate limit is asked again this often
+MAX_RATE_LIMIT_WAIT = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,9 +71,18 @@ class JobContext:
         request.stream = False
         request.app_id = request.app_id or self.app_id
         request.client_request_id = f"job:{self.job_id}:{key}"[:200]
-        call = Call(request=request, principal=self.principal, user_agent=f"aiport-job/{self.kind}")
-        completion = await self._pipeline.complete(call)
-        return Answer(completion, call.model.name if call.model else request.model, call.request_id)
+        for waited in range(RATE_LIMIT_WAITS + 1):
+            call = Call(request=request, principal=self.principal, user_agent=f"aiport-job/{self.kind}")
+            try:
+                completion = await self._pipeline.complete(call)
+            except GatewayError as exc:
+                delay = rate_limit_wait(exc)
+                if delay is None or waited == RATE_LIMIT_WAITS:
+                    raise
+                await asyncio.sleep(delay)  # a batch paces itself under the owner's RPM/TPM limits
+                continue
+            return Answer(completion, call.model.name if call.model else request.model, call.request_id)
+        raise AssertionError("unreachable")
 
     async def progress(self, done: int, total: int | None, message: str | None = None, *, force: bool = False) -> None:
         """Report progress and save the checkpoint (throttled; the final step always lands).
@@ -87,6 +100,19 @@ class JobContext:
             )
         if not ok:
             raise LeaseLost(self.job_id)
+
+
+def rate_limit_wait(exc: GatewayError) -> float | None:
+    """Seconds to wait before asking again when the owner's rate limit refused a call; None
+    when waiting would not help (a token quota resets at the end of its window: the job
+    fails with the quota's message instead)."""
+    if exc.status != 429 or exc.code == "quota_exceeded":
+        return None
+    try:
+        after = float(exc.headers.get("retry-after", "1"))
+    except ValueError:
+        after = 1.0
+    return min(max(after, 0.05), MAX_RATE_LIMIT_WAIT) * random.uniform(1.0, 1.2)
 
 
 async def run_together(work: list[Coroutine[Any, Any, None]]) -> None:

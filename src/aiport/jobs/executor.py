@@ -76,7 +76,7 @@ class JobExecutor:
             await self._finish(job_id, owner, status="failed", error=(exc.message, exc.code))
             return DONE
         except GatewayError as exc:
-            if exc.status == 429 or exc.status >= 500:
+            if (exc.status == 429 and exc.code != "quota_exceeded") or exc.status >= 500:
                 return await self._retry_or_fail(job, owner, exc.message, exc.code or "upstream_error")
             await self._finish(job_id, owner, status="failed", error=(exc.message, exc.code or "invalid_request"))
             return DONE
