@@ -92,7 +92,7 @@ class Notification(Base):
 
 class WebhookSubscription(Base):
     """Where to POST which events for an org (or one app). The signing secret is derived
-    from the server's master key and `secret_salt`, never stored (see jobs/secrets.py)."""
+    from the server's master key and `secret_salt`, never stored (see jobs/webhook_secrets.py)."""
 
     __tablename__ = "webhook_subscriptions"
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("whk_"))
