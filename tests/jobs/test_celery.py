@@ -6,6 +6,7 @@ notification, one webhook delivery)."""
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -95,6 +96,24 @@ def test_prefork_pool_runs_jobs_too(celery_stack: CeleryStack) -> None:
     assert [j["result"]["note"] for j in jobs] == ["0", "1", "2", "3"]
 
 
+@pytest.mark.parametrize("celery_stack", ["redis"], indirect=True)
+def test_cancel_reaches_a_job_running_on_a_worker(celery_stack: CeleryStack, jobs_upstream: JobsUpstream) -> None:
+    """The server only marks the job cancelled; the worker sees it at its next progress
+    write or heartbeat and stops asking the model."""
+    tag = f"cancel-celery-{secrets.token_hex(3)}"
+    worker = celery_stack.worker("cancellable")
+    with celery_stack.gateway.client() as c:
+        body = {"requests": [_chat(f"{tag} {i}", model="sleepy") for i in range(20)], "concurrency": 1}
+        job_id = c.post("/api/jobs", json={"kind": "chat_batch", "input": body}).json()["id"]
+        wait_for(lambda: c.get(f"/api/jobs/{job_id}").json()["progress"]["done"] >= 1, timeout=40, what="an answer")
+        assert c.post(f"/api/jobs/{job_id}/cancel").json()["status"] == "cancelled"
+        asked = sum(jobs_upstream.calls[f"{tag} {i}"] for i in range(20))
+        time.sleep(2.0)
+        job = c.get(f"/api/jobs/{job_id}").json()
+    assert job["status"] == "cancelled" and job["result"] is None, worker.log()
+    assert sum(jobs_upstream.calls[f"{tag} {i}"] for i in range(20)) <= asked + 1  # it stopped
+
+
 def test_killed_worker_job_is_redelivered_and_finishes_exactly_once(
     celery_stack: CeleryStack, jobs_upstream: JobsUpstream, receiver: WebhookReceiver
 ) -> None:
@@ -132,8 +151,6 @@ def test_killed_worker_job_is_redelivered_and_finishes_exactly_once(
         assert [x["type"] for x in notes] == ["job.succeeded"]
         deliveries = c.get(f"/api/webhooks/{hook.json()['id']}/deliveries").json()["data"]
         assert [(d["event_type"], d["status"]) for d in deliveries] == [("job.succeeded", "succeeded")]
-    import time
-
     time.sleep(1.0)  # anything duplicated would have arrived by now
     got = receiver.received(tag)
     assert len(got) == 1 and got[0].valid_signature and got[0].status == 200
