@@ -33,7 +33,7 @@ def embedded_world(request: pytest.FixtureRequest, tmp_path_factory: pytest.Temp
                 "name": "gemma-3-270m",
                 "provider": "local",
                 "context_window": 4096,
-                "max_output_tokens": 1024,
+                "max_output_tokens": 512,  # as the default catalog: bounds the test to ~1 min on 2 cores
                 "supports_json_schema": True,
             }
         ],
