@@ -149,7 +149,15 @@ def test_killed_worker_job_is_redelivered_and_finishes_exactly_once(
         wait_for(lambda: receiver.received(tag), timeout=20, what="the webhook delivery")
         notes = [x for x in c.get("/api/notifications").json()["data"] if x["data"]["job_id"] == job_id]
         assert [x["type"] for x in notes] == ["job.succeeded"]
-        deliveries = c.get(f"/api/webhooks/{hook.json()['id']}/deliveries").json()["data"]
+        deliveries = wait_for(
+            lambda: [
+                d
+                for d in c.get(f"/api/webhooks/{hook.json()['id']}/deliveries").json()["data"]
+                if d["status"] != "pending"
+            ],
+            timeout=20,
+            what="the delivery to be recorded",
+        )
         assert [(d["event_type"], d["status"]) for d in deliveries] == [("job.succeeded", "succeeded")]
     time.sleep(1.0)  # anything duplicated would have arrived by now
     got = receiver.received(tag)
