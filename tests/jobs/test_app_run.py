@@ -59,3 +59,33 @@ def test_bad_app_run_input_is_a_422_naming_the_field(
     assert r.status_code == 422, r.text
     assert r.json()["error"]["param"] == param
     assert words in r.json()["error"]["message"]
+
+
+def test_an_apps_own_key_runs_it_as_a_job_and_nothing_else(jobs_gateway: Gateway) -> None:
+    from sqlalchemy import select
+
+    from aiport.accounts.demo import DEMO_ADMIN_EMAIL
+    from aiport.apps.keys import create_app_key
+    from aiport.store.apps import App
+    from aiport.store.models import User
+
+    async def make() -> str:
+        async with jobs_gateway.runtime.sessions() as s, s.begin():
+            user = (await s.execute(select(User).where(User.email == DEMO_ADMIN_EMAIL))).scalar_one()
+            app = (await s.execute(select(App).where(App.slug == "meeting-notes"))).scalar_one()
+            return (await create_app_key(s, user, app, "batch runner")).secret
+
+    with jobs_gateway.client(jobs_gateway.server.run(make())) as c:
+        r = c.post("/api/jobs", json=_run([{"notes": "Ship on Friday."}]))
+        assert r.status_code == 202, r.text
+        job = wait_job(c, r.json()["id"])
+        assert job["status"] == "succeeded", job
+        assert "Ship on Friday." in job["result"]["outputs"][0]["output"]
+        other = c.post(
+            "/api/jobs",
+            json={
+                "kind": "chat_batch",
+                "input": {"requests": [{"model": "echo", "messages": [{"role": "user", "content": "x"}]}]},
+            },
+        )
+        assert other.status_code == 422 and other.json()["error"]["param"] == "input.requests[0].model"

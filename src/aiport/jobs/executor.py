@@ -25,6 +25,7 @@ from aiport.jobs.context import JobContext
 from aiport.jobs.errors import JobFailed, LeaseLost
 from aiport.jobs.registry import KindRegistry
 from aiport.jobs.store import JobStore
+from aiport.store.apps import AppKey
 from aiport.store.jobs import Job
 from aiport.store.models import ApiKey, User
 
@@ -154,6 +155,7 @@ async def owner_principal(sessions: async_sessionmaker[AsyncSession], job: Job) 
     async with sessions() as session:
         user = await session.get(User, job.user_id)
         key = await session.get(ApiKey, job.api_key_id) if job.api_key_id else None
+        bound = await session.get(AppKey, job.api_key_id) if job.api_key_id else None
     if user is None or not user.is_active:
         raise JobFailed("The user who started this job is no longer active.", "owner_inactive")
     allowed = job.allowed_models
@@ -161,6 +163,8 @@ async def owner_principal(sessions: async_sessionmaker[AsyncSession], job: Job) 
         if key is None or key.revoked_at is not None:
             raise JobFailed("The API key that started this job was revoked.", "api_key_revoked")
         allowed = key.allowed_models
+        if bound is not None and bound.app_id == job.app_id:
+            allowed = None  # an app's own key runs that app with the app's model (as apps.runs does)
     return Principal(
         org_id=job.org_id,
         user_id=job.user_id,

@@ -71,7 +71,7 @@ async def prepare(raw: Any, env: SubmitEnv) -> dict[str, Any]:
                 entry_point="job",
                 stream=False,
             )
-            env.check_route(request)
+            env.router.resolve(request, principal)  # the route stage's checks, with the run's rights
         except GatewayError as exc:
             raise _item_error(i, exc) from exc
         requests.append(
