@@ -299,7 +299,7 @@ def table(results: dict[str, list[dict[str, Any]]], names: list[str], table_rows
             cells.append(fmt(v) if v is not None else "–")
             if n != "direct" and base_ok:
                 b = vals.get("direct")
-                cells.append(f"+{v - b:.2f}" if added and v is not None and b is not None else "")
+                cells.append(f"{v - b:+.2f}" if added and v is not None and b is not None else "")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
