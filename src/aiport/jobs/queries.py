@@ -61,6 +61,7 @@ async def job_event_stream(
     """Replay the job's events after `after`, then follow them until the job has ended."""
     yield b"retry: 2000\n\n"
     last_sent = time.monotonic()
+    ended = False
     while True:
         async with sessions() as session:
             rows = list(
@@ -80,10 +81,13 @@ async def job_event_stream(
             last_sent = time.monotonic()
             if ev.type == "status" and ev.data.get("status") in TERMINAL_STATUSES:
                 return
-        if status is not None and status.status in TERMINAL_STATUSES:
-            return  # ended, and its final event was already sent before `after`
         if rows:
             continue
+        if status is not None and status.status in TERMINAL_STATUSES:
+            if not ended:  # it ended after our look at the events: look once more (same commit)
+                ended = True
+                continue
+            return  # ended, and its final event was already sent before `after`
         if time.monotonic() - last_sent > KEEPALIVE_SECONDS:
             yield b": keepalive\n\n"
             last_sent = time.monotonic()
