@@ -12,7 +12,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
+from aiport.accounts.demo import DEMO_ADMIN_EMAIL
+from aiport.domain.principal import Principal
+from aiport.store.models import User
 from tests.conftest import Gateway
 from tests.jobs.conftest import (
     RABBITMQ_URL,
@@ -176,6 +180,32 @@ def test_transient_failures_are_retried_through_the_broker(celery_stack: CeleryS
         assert job["status"] == "failed" and job["attempt"] == 5, (job, worker.log())
         notes = [x for x in c.get("/api/notifications").json()["data"] if x["data"]["job_id"] == job["id"]]
         assert [x["type"] for x in notes] == ["job.failed"]
+
+
+@pytest.mark.parametrize("celery_stack", ["rabbitmq"], indirect=True)
+def test_a_job_committed_but_never_published_is_published_by_the_sweep(celery_stack: CeleryStack) -> None:
+    """A server that dies between its commit and its publish leaves a queued job no broker
+    knows about; a live process publishes it one lease later."""
+    gw = celery_stack.gateway
+    jobs = gw.runtime.jobs
+    with gw.client() as c:
+        published = c.post("/api/jobs", json={"kind": "noop", "input": {"note": "normal"}}).json()["id"]
+
+    async def orphan() -> str:
+        async with gw.runtime.sessions() as s:
+            admin = (await s.execute(select(User).where(User.email == DEMO_ADMIN_EMAIL))).scalar_one()
+        principal = Principal(org_id=admin.org_id, user_id=admin.id, role=admin.role)
+        job, _ = await jobs.store.create(
+            principal, kind="noop", input={"note": "orphan"}, backend="celery", max_attempts=3
+        )
+        return job.id  # committed, never published: as if the process died here
+
+    orphan_id = gw.server.run(orphan())
+    celery_stack.worker("sweeper-target")
+    with gw.client() as c:
+        assert wait_job(c, published, timeout=40)["status"] == "succeeded"
+        job = wait_job(c, orphan_id, timeout=40)
+    assert job["status"] == "succeeded" and job["result"]["note"] == "orphan" and job["attempt"] == 1
 
 
 def test_unreachable_broker_is_a_503_and_leaves_no_orphan(tmp_path: Any, jobs_upstream: JobsUpstream) -> None:

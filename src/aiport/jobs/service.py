@@ -71,7 +71,31 @@ class JobService:
         """Start the background loops (needs a running event loop)."""
         if isinstance(self.backend, InProcessBackend):
             self.backend.start()
+        else:
+            self._tasks.append(asyncio.create_task(self._publish_orphans(), name="aiport-jobs-orphans"))
         self._tasks.append(asyncio.create_task(self.webhooks.run(), name="aiport-webhooks"))
+
+    async def _publish_orphans(self) -> None:
+        """Hand the broker the jobs a crashed process committed but never published (checked
+        every half lease; a job counts as orphaned one lease after its creation)."""
+        lease = self.settings.job_lease_seconds
+        while True:
+            await asyncio.sleep(max(lease / 2, 0.5))
+            try:
+                for job_id in await self.store.unpublished(older_than=lease, limit=100):
+                    if not await self.store.take_for_publish(job_id):
+                        continue  # another process took it
+                    try:
+                        await self.backend.submit(job_id)
+                    except Exception as exc:
+                        await self.store.take_for_publish(job_id, undo=True)
+                        log.warning("job %s: still cannot hand it to the broker: %s", job_id, exc)
+                    else:
+                        log.warning("job %s was committed but never published (a crash?); published it now", job_id)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("jobs: looking for unpublished jobs failed")
 
     async def close(self) -> None:
         await self.backend.close()
@@ -117,6 +141,11 @@ class JobService:
             raise BrokerUnavailable(
                 "The job queue (broker) is unavailable, so the job was not started. Try again shortly.",
             ) from exc
+        if isinstance(self.backend, CeleryBackend):
+            try:
+                await self.store.mark_published(job.id)
+            except Exception:  # harmless: the orphan sweep publishes it once more, and a copy is ignored
+                log.warning("job %s: could not record its publication", job.id, exc_info=True)
         self.changed.fire()
         return job, True
 

@@ -118,6 +118,40 @@ class JobStore:
             )
         return first, False
 
+    # ---- Celery hand-over ----------------------------------------------------------------
+    async def mark_published(self, job_id: str) -> None:
+        async with self._write() as session:
+            await session.execute(update(Job).where(Job.id == job_id).values(published_at=utcnow()))
+
+    async def unpublished(self, *, older_than: float, limit: int) -> list[str]:
+        """Celery jobs committed but never handed to the broker: the process that created
+        them died between its commit and its publish."""
+        cutoff = utcnow() - timedelta(seconds=older_than)
+        q = (
+            select(Job.id)
+            .where(
+                Job.backend == "celery",
+                Job.status == "queued",
+                Job.published_at.is_(None),
+                Job.created_at < cutoff,
+            )
+            .order_by(Job.id)
+            .limit(limit)
+        )
+        async with self.sessions() as session:
+            return list((await session.execute(q)).scalars())
+
+    async def take_for_publish(self, job_id: str, *, undo: bool = False) -> bool:
+        """Mark an unpublished job as being published (one process wins), or `undo` that."""
+        async with self._write() as session:
+            cond = Job.published_at.is_not(None) if undo else Job.published_at.is_(None)
+            result = await session.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.status == "queued", cond)
+                .values(published_at=None if undo else utcnow())
+            )
+            return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
     async def get(self, job_id: str) -> Job | None:
         async with self.sessions() as session:
             return await session.get(Job, job_id)

@@ -44,6 +44,7 @@ def upgrade() -> None:
         sa.Column("lease_owner", sa.String(length=120), nullable=True),
         sa.Column("lease_expires_at", _TS, nullable=True),
         sa.Column("run_after", _TS, nullable=False),
+        sa.Column("published_at", _TS, nullable=True),
         sa.Column("idempotency_key", sa.String(length=200), nullable=True),
         sa.Column("request_id", sa.String(length=64), nullable=True),
         sa.Column("created_at", _TS, nullable=False),
