@@ -66,7 +66,14 @@ def fake_upstream() -> Iterator[FakeOpenAI]:
     server.stop()
 
 
-def write_catalog(path: Path, upstream_url: str) -> Path:
+def write_catalog(
+    path: Path,
+    upstream_url: str,
+    *,
+    extra_providers: dict[str, Any] | None = None,
+    extra_models: list[dict[str, Any]] | None = None,
+) -> Path:
+    """The test catalog: every FAKE_MODELS entry on the fake upstream, plus any extra providers/models."""
     catalog: dict[str, Any] = {
         "providers": {
             "fake": {
@@ -74,12 +81,14 @@ def write_catalog(path: Path, upstream_url: str) -> Path:
                 "base_url": upstream_url + "/v1",
                 "api_key": "sk-test",
                 "timeout_seconds": 1.5,
-            }
+            },
+            **(extra_providers or {}),
         },
         "models": [
             {"name": name, "provider": "fake", "upstream_model": upstream, "max_output_tokens": 1000, **extra}
             for name, (upstream, extra) in FAKE_MODELS.items()
-        ],
+        ]
+        + list(extra_models or []),
         "routes": ROUTES,
     }
     path.write_text(yaml.safe_dump(catalog))
@@ -122,26 +131,37 @@ class Gateway:
             return dict(r.json())
 
 
-def start_gateway(tmp: Path, upstream_url: str, database_url: str | None, backend: str, **overrides: Any) -> Gateway:
+def start_gateway(
+    tmp: Path,
+    upstream_url: str,
+    database_url: str | None,
+    backend: str,
+    *,
+    extra_providers: dict[str, Any] | None = None,
+    extra_models: list[dict[str, Any]] | None = None,
+    demo_password: str | None = None,
+    **overrides: Any,
+) -> Gateway:
+    """aiport in a thread on `tmp`, with the test catalog and the demo org seeded; `overrides` are Settings."""
     from aiport.accounts.demo import seed_demo
 
-    settings = Settings(
-        data_dir=tmp,
-        database_url=database_url,
-        AIPORT_CONFIG=write_catalog(tmp / "models.yaml", upstream_url),
-        audit_flush_interval=0.05,
-        revocation_poll_seconds=0.2,
-        retry_base_delay=0.01,
-        retry_max_delay=0.05,
-        rules_refresh_seconds=0.2,
-        **overrides,
+    catalog = write_catalog(
+        tmp / "models.yaml", upstream_url, extra_providers=extra_providers, extra_models=extra_models
     )
+    fast: dict[str, Any] = {
+        "audit_flush_interval": 0.05,
+        "revocation_poll_seconds": 0.2,
+        "retry_base_delay": 0.01,
+        "retry_max_delay": 0.05,
+        "rules_refresh_seconds": 0.2,
+    }
+    settings = Settings(data_dir=tmp, database_url=database_url, AIPORT_CONFIG=catalog, **{**fast, **overrides})
     server = ServerThread(create_app(settings)).start()
     rt = server.config.app.state.runtime  # type: ignore[union-attr]
 
     async def seed() -> str:
         async with rt.sessions() as session, session.begin():
-            result = await seed_demo(session, new_key=True)
+            result = await seed_demo(session, new_key=True, password=demo_password)
             assert result.api_key
             return result.api_key
 

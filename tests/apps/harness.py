@@ -9,15 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import yaml
 
 from aiport.accounts.keys import create_key
 from aiport.accounts.people import create_team, create_user, set_membership
-from aiport.config import Settings
 from aiport.store.models import Org
-from aiport.web.app import create_app
-from tests.conftest import Gateway, write_catalog
-from tests.support.servers import ServerThread
+from tests.conftest import Gateway, start_gateway
 
 PASSWORD = "correct horse battery"
 DEMO_PASSWORD = "demo-password-123"
@@ -26,34 +22,19 @@ DEMO_PASSWORD = "demo-password-123"
 def start_apps_gateway(
     tmp: Path, upstream_url: str, scripted_url: str, database_url: str | None, backend: str
 ) -> Gateway:
-    from aiport.accounts.demo import seed_demo
-
-    path = write_catalog(tmp / "models.yaml", upstream_url)
-    catalog: dict[str, Any] = yaml.safe_load(path.read_text())
-    catalog["providers"]["scripted"] = {"kind": "openai_compat", "base_url": scripted_url + "/v1", "api_key": "sk-x"}
-    catalog["models"] += [
-        {"name": "scripted", "provider": "scripted", "supports_json_schema": True, "max_output_tokens": 4000},
-        {"name": "scripted-plain", "provider": "scripted", "max_output_tokens": 1000},
-    ]
-    path.write_text(yaml.safe_dump(catalog))
-    settings = Settings(
-        data_dir=tmp,
-        database_url=database_url,
-        AIPORT_CONFIG=path,
-        audit_flush_interval=0.05,
-        revocation_poll_seconds=0.2,
+    return start_gateway(
+        tmp,
+        upstream_url,
+        database_url,
+        backend,
+        extra_providers={"scripted": {"kind": "openai_compat", "base_url": scripted_url + "/v1", "api_key": "sk-x"}},
+        extra_models=[
+            {"name": "scripted", "provider": "scripted", "supports_json_schema": True, "max_output_tokens": 4000},
+            {"name": "scripted-plain", "provider": "scripted", "max_output_tokens": 1000},
+        ],
+        demo_password=DEMO_PASSWORD,
         login_max_failures=3,
     )
-    server = ServerThread(create_app(settings)).start()
-    rt = server.config.app.state.runtime  # type: ignore[union-attr]
-
-    async def seed() -> str:
-        async with rt.sessions() as session, session.begin():
-            result = await seed_demo(session, new_key=True, password=DEMO_PASSWORD)
-            assert result.api_key
-            return result.api_key
-
-    return Gateway(server=server, key=server.run(seed()), backend=backend)
 
 
 @dataclass

@@ -8,12 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from aiport.config import Settings
-from aiport.web.app import create_app
 from tests.apps.harness import World, make_world
-from tests.conftest import Gateway, write_catalog
+from tests.conftest import Gateway, start_gateway
 from tests.knowledge.agent_model import AgentModel
 from tests.support.fake_openai import FakeOpenAI
 from tests.support.postgres import create_database, drop_database
@@ -34,35 +31,17 @@ def agent_model() -> Iterator[AgentModel]:
 def start_knowledge_gateway(
     tmp: Path, upstream: str, agent_url: str, database_url: str | None, backend: str, **overrides: Any
 ) -> Gateway:
-    from aiport.accounts.demo import seed_demo
-
-    path = write_catalog(tmp / "models.yaml", upstream)
-    catalog: dict[str, Any] = yaml.safe_load(path.read_text())
-    catalog["providers"]["agentfake"] = {"kind": "openai_compat", "base_url": agent_url + "/v1", "api_key": "sk-x"}
-    catalog["models"].append(
-        {"name": "agent", "provider": "agentfake", "supports_tools": True, "max_output_tokens": 1000}
-    )
-    path.write_text(yaml.safe_dump(catalog))
-    settings = Settings(
-        data_dir=tmp,
-        database_url=database_url,
-        AIPORT_CONFIG=path,
-        audit_flush_interval=0.05,
-        revocation_poll_seconds=0.2,
+    return start_gateway(
+        tmp,
+        upstream,
+        database_url,
+        backend,
+        extra_providers={"agentfake": {"kind": "openai_compat", "base_url": agent_url + "/v1", "api_key": "sk-x"}},
+        extra_models=[{"name": "agent", "provider": "agentfake", "supports_tools": True, "max_output_tokens": 1000}],
         knowledge_max_upload_bytes=200_000,
         knowledge_max_chars=100_000,
         **overrides,
     )
-    server = ServerThread(create_app(settings)).start()
-    rt = server.config.app.state.runtime  # type: ignore[union-attr]
-
-    async def seed() -> str:
-        async with rt.sessions() as session, session.begin():
-            result = await seed_demo(session, new_key=True)
-            assert result.api_key
-            return result.api_key
-
-    return Gateway(server=server, key=server.run(seed()), backend=backend)
 
 
 @pytest.fixture(scope="session")
