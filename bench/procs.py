@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
+import resource
 import shutil
 import signal
 import socket
@@ -124,6 +125,11 @@ def machine_cpu() -> tuple[float, float]:
     return float(sum(v[:8]) - idle - steal), float(steal)
 
 
+def _waited_children_cpu() -> float:
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
 @contextlib.contextmanager
 def watch(pids: list[int]) -> Iterator[dict[str, float]]:
     """Over a block: the target's CPU, and the machine's busy/steal share and how much of
@@ -131,9 +137,11 @@ def watch(pids: list[int]) -> Iterator[dict[str, float]]:
     info: dict[str, float] = {}
     ours = descendants(os.getpid())
     c0, o0, (b0, s0), t0 = cpu_seconds(pids), cpu_seconds(ours), machine_cpu(), time.monotonic()
+    w0 = _waited_children_cpu()
     yield info
     ours = sorted(set(ours) | set(descendants(os.getpid())))
     c1, o1, (b1, s1), t1 = cpu_seconds(pids), cpu_seconds(ours), machine_cpu(), time.monotonic()
+    o1 += _waited_children_cpu() - w0  # children that ended inside the block (wrk) are ours too
     tick, ncpu = os.sysconf("SC_CLK_TCK"), os.cpu_count() or 1
     wall = max(t1 - t0, 1e-9)
     busy = (b1 - b0) / tick
