@@ -188,6 +188,16 @@ def git_commit(ref: str = "HEAD") -> str:
     return "?"
 
 
+def uncommitted(path: str = "src") -> list[str]:
+    """Files under ``path`` that differ from HEAD: a working-tree benchmark must say so."""
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        out = subprocess.run(
+            ["git", "-C", str(ROOT), "status", "--porcelain", "--", path], capture_output=True, text=True, timeout=10
+        )
+        return [line[3:] for line in out.stdout.splitlines() if line.strip()]
+    return []
+
+
 def cpu_model() -> str:
     """The CPU model name as lscpu reports it."""
     with contextlib.suppress(OSError):

@@ -219,6 +219,9 @@ def report(doc: dict[str, Any], args: argparse.Namespace, argv: list[str]) -> st
     trees = sorted({str(meta[n]["tree"]) for n in meta if meta[n].get("tree")})
     if trees:
         versions += f" (aiport source: {'; '.join(trees)})"
+    dirty = sorted({f for n in meta for f in meta[n].get("uncommitted") or []})
+    if dirty:
+        versions += f"; **uncommitted changes measured** in {', '.join(dirty)}"
     out = [
         f"Measured {doc['when']} on {m['nproc']} × {m['cpu_model']} (kernel {m['kernel']}, Python {m['python']}); "
         f"load average at start {m['loadavg_at_start']}, other processes' share of all cores at start "

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import load
-from procs import BENCH, ROOT, Proc, descendants, free_port, git_commit, pkg_version, start, wait_ready
+from procs import BENCH, ROOT, Proc, descendants, free_port, git_commit, pkg_version, start, uncommitted, wait_ready
 
 MODEL = "bench-model"
 LITELLM_KEY = "sk-bench-litellm"
@@ -211,6 +211,7 @@ def start_aiport(args: Any, upstream: str, work: Path, logdir: Path, control: bo
     t.meta = {
         "version": pkg_version(ROOT / ".venv", "aiport"),
         "commit": git_commit(args.aiport_ref or "HEAD"),
+        "uncommitted": [] if (args.aiport_ref or getattr(args, "aiport_src", "")) else uncommitted("src"),
         "tree": f"git archive {args.aiport_ref}"
         if args.aiport_ref
         else (f"patched copy {args.aiport_src}" if getattr(args, "aiport_src", "") else "working tree"),
