@@ -1,20 +1,24 @@
 """Any OpenAI-compatible server (OpenAI, vLLM, Ollama, llama-server, ...) by base URL and key.
 
-Raw httpx + orjson rather than the openai SDK: on the gateway's hot path the SDK's
-response models cost latency we can measure (see docs/benchmarks.md), and we only relay.
+aiohttp + orjson rather than the openai SDK (httpx): on the gateway's hot path httpx costs
+~1.6 ms of CPU per request against aiohttp's ~0.15 ms (bench/upstream_client.py, numbers in
+docs/benchmarks.md), and we only relay.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-import httpx
+import aiohttp
 import orjson
 
 from aiport.config import ModelConfig, ProviderConfig
 from aiport.domain.chat import ChatRequest, Completion, Delta, Usage
 from aiport.domain.errors import GatewayError, InvalidRequest, RateLimited, UpstreamError, UpstreamTimeout
+
+_MAX_LINE = 8 * 1024 * 1024
 
 
 class OpenAICompatProvider:
@@ -27,12 +31,27 @@ class OpenAICompatProvider:
         key = config.resolved_api_key()
         if key:
             headers["authorization"] = f"Bearer {key}"
-        self._client = httpx.AsyncClient(
-            base_url=config.base_url.rstrip("/"),
-            headers=headers,
-            timeout=httpx.Timeout(config.timeout_seconds, connect=config.connect_timeout_seconds),
-            limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200),
+        self._base_url = config.base_url.rstrip("/")
+        self._headers = headers
+        self._timeout = aiohttp.ClientTimeout(
+            total=None, connect=config.connect_timeout_seconds, sock_read=config.timeout_seconds
         )
+        self._session: aiohttp.ClientSession | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        """One pooled session per event loop, made inside the running loop on first use
+        (a Celery worker may run jobs on a fresh loop each time)."""
+        loop = asyncio.get_running_loop()
+        if self._session is None or self._session.closed or self._loop is not loop:
+            self._loop = loop
+            self._session = aiohttp.ClientSession(
+                headers=self._headers,
+                timeout=self._timeout,
+                connector=aiohttp.TCPConnector(limit=1000, keepalive_timeout=30),
+                read_bufsize=_MAX_LINE,  # SSE lines (long tool-call arguments) up to this size
+            )
+        return self._session
 
     def _body(self, request: ChatRequest, model: ModelConfig, stream: bool) -> bytes:
         body: dict[str, Any] = {"model": model.upstream, "messages": request.messages, **request.params}
@@ -43,16 +62,20 @@ class OpenAICompatProvider:
         return orjson.dumps(body)
 
     async def complete(self, request: ChatRequest, model: ModelConfig) -> Completion:
+        url = self._base_url + "/chat/completions"
         try:
-            response = await self._client.post("/chat/completions", content=self._body(request, model, False))
-        except httpx.TimeoutException as exc:
+            async with self._client().post(url, data=self._body(request, model, False)) as response:
+                content = await response.read()
+                if response.status >= 400:
+                    raise self._error(response.status, content, response.headers)
+        except GatewayError:
+            raise
+        except TimeoutError as exc:
             raise UpstreamTimeout(f"The provider '{self.name}' did not answer in time.") from exc
-        except httpx.HTTPError as exc:
-            raise UpstreamError(f"Could not reach the provider '{self.name}': {exc}") from exc
-        if response.status_code >= 400:
-            raise self._error(response.status_code, response.content, response.headers)
+        except aiohttp.ClientError as exc:
+            raise UpstreamError(f"Could not reach the provider '{self.name}': {_describe(exc)}") from exc
         try:
-            data = orjson.loads(response.content)
+            data = orjson.loads(content)
             choice = data["choices"][0]
             message = choice.get("message") or {}
             usage = data.get("usage") or {}
@@ -68,17 +91,18 @@ class OpenAICompatProvider:
 
     async def stream(self, request: ChatRequest, model: ModelConfig) -> AsyncIterator[Delta]:
         body = self._body(request, model, True)
+        url = self._base_url + "/chat/completions"
         try:
-            async with self._client.stream("POST", "/chat/completions", content=body) as response:
-                if response.status_code >= 400:
-                    raise self._error(response.status_code, await response.aread(), response.headers)
+            async with self._client().post(url, data=body) as response:
+                if response.status >= 400:
+                    raise self._error(response.status, await response.read(), response.headers)
                 finish: str | None = None
                 usage: Usage | None = None
-                async for line in response.aiter_lines():
-                    if not line.startswith("data:"):
+                async for raw in response.content:
+                    if not raw.startswith(b"data:"):
                         continue
-                    payload = line[5:].strip()
-                    if payload == "[DONE]":
+                    payload = raw[5:].strip()
+                    if payload == b"[DONE]":
                         break
                     try:
                         event = orjson.loads(payload)
@@ -101,12 +125,12 @@ class OpenAICompatProvider:
                 yield Delta(finish_reason=finish or "stop", usage=usage)
         except GatewayError:
             raise
-        except httpx.TimeoutException as exc:
+        except TimeoutError as exc:
             raise UpstreamTimeout(f"The provider '{self.name}' stopped answering (timeout).") from exc
-        except httpx.HTTPError as exc:
-            raise UpstreamError(f"The stream from provider '{self.name}' broke: {exc}") from exc
+        except aiohttp.ClientError as exc:
+            raise UpstreamError(f"The stream from provider '{self.name}' broke: {_describe(exc)}") from exc
 
-    def _error(self, status: int, content: bytes, headers: httpx.Headers) -> GatewayError:
+    def _error(self, status: int, content: bytes, headers: Mapping[str, str]) -> GatewayError:
         try:
             err = orjson.loads(content).get("error") or {}
             detail = err.get("message") if isinstance(err, dict) else str(err)
@@ -128,4 +152,10 @@ class OpenAICompatProvider:
         return UpstreamError(f"The provider '{self.name}' failed with HTTP {status}: {detail}")
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        if self._session is not None and self._loop is asyncio.get_running_loop():
+            await self._session.close()
+        self._session = None
+
+
+def _describe(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__
