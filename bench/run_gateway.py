@@ -264,7 +264,10 @@ def main(argv: list[str] | None = None) -> int:
         "when": time.strftime("%Y-%m-%d %H:%M %Z"),
         "machine": machine(),
         "background_at_start_pct": background,
-        "aiport_commit": tg.git_commit(args.aiport_ref or "HEAD"),
+        # the commit the aiport processes started from (HEAD may move during a long run)
+        "aiport_commit": next(
+            (m["commit"] for m in meta.values() if m.get("commit")), tg.git_commit(args.aiport_ref or "HEAD")
+        ),
         "settings": vars(args),
         "argv": argv,
         "targets": meta,
