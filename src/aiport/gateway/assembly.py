@@ -45,7 +45,12 @@ def build_gateway(settings: Settings, sessions: async_sessionmaker[AsyncSession]
     if settings.redis_url:
         import redis.asyncio as aioredis
 
-        redis = aioredis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=2)
+        # a blocking pool: under a burst, callers wait briefly for a connection instead of
+        # failing (a failed settle would leave a quota reservation counted)
+        pool = aioredis.BlockingConnectionPool.from_url(
+            settings.redis_url, max_connections=512, timeout=5, socket_connect_timeout=2, socket_timeout=2
+        )
+        redis = aioredis.Redis(connection_pool=pool)
         ledger, dedupe, cache = RedisLedger(redis), RedisIdempotencyStore(redis), RedisCache(redis)
     else:
         ledger, dedupe, cache = MemoryLedger(), MemoryIdempotencyStore(), MemoryCache(settings.cache_max_entries)

@@ -7,6 +7,7 @@ estimate + max output tokens, as OpenAI does.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass
@@ -67,21 +68,21 @@ class RateLimiter:
         return item
 
     async def hit(self, checks: list[RateCheck]) -> RateVerdict:
-        """Consume every check in order; stop at the first that is over its limit.
+        """Consume every check at once (their Redis round trips overlap); refuse on the first,
+        in rule order, that is over its limit.
 
-        A refused call may have consumed earlier checks: that errs on the safe side (it
-        never admits more than a limit)."""
+        A refused call has consumed its other checks: that errs on the safe side (it never
+        admits more than a limit)."""
         headers: dict[str, str] = {}
         try:
-            for check in checks:
-                item = self._item(check.limit)
-                ids = (check.rule.scope, check.rule.subject, check.kind)
-                ok = await self._limiter.hit(item, *ids, cost=check.cost)
-                stats = await self._limiter.get_window_stats(item, *ids)
-                reset = max(0, int(stats.reset_time - time.time()) + 1)
-                self._tighten(headers, check, stats.remaining, reset)
-                if not ok:
-                    return RateVerdict(refused=check, retry_after=reset, headers=headers)
+            results = await asyncio.gather(*(self._consume(check) for check in checks))
+            refused: tuple[RateCheck, int] | None = None
+            for check, ok, remaining, reset in results:
+                self._tighten(headers, check, remaining, reset)
+                if not ok and refused is None:
+                    refused = (check, reset)
+            if refused is not None:
+                return RateVerdict(refused=refused[0], retry_after=refused[1], headers=headers)
         except Exception as exc:
             if not self._fail_open:
                 raise RateLimitUnavailable(
@@ -92,6 +93,13 @@ class RateLimiter:
             log.warning("rate limiter unavailable (%s); failing open", exc)
             headers["x-aiport-degraded"] = "rate-limits"
         return RateVerdict(refused=None, retry_after=0, headers=headers)
+
+    async def _consume(self, check: RateCheck) -> tuple[RateCheck, bool, int, int]:
+        item = self._item(check.limit)
+        ids = (check.rule.scope, check.rule.subject, check.kind)
+        ok = await self._limiter.hit(item, *ids, cost=check.cost)
+        stats = await self._limiter.get_window_stats(item, *ids)
+        return check, ok, stats.remaining, max(0, int(stats.reset_time - time.time()) + 1)
 
     @staticmethod
     def _tighten(headers: dict[str, str], check: RateCheck, remaining: int, reset: int) -> None:

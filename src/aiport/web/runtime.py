@@ -14,6 +14,7 @@ from aiport.gateway.identify import KeyAuthenticator
 from aiport.gateway.pipeline import Pipeline
 from aiport.gateway.router import Router
 from aiport.gateway.rules import RuleBook
+from aiport.gateway.tokens import count_text
 from aiport.jobs.service import JobService
 from aiport.observe.audit import AuditWriter
 from aiport.providers.registry import ProviderRegistry
@@ -61,6 +62,7 @@ class Runtime:
         )
         await audit.start()
         gateway = build_gateway(settings, sessions, audit)
+        await asyncio.to_thread(count_text, "")  # load the tokenizer now, not on the first request
         keys = KeyAuthenticator(sessions, settings.key_cache_seconds)
         keys.start_watching(settings.revocation_poll_seconds)
         return cls(
