@@ -7,7 +7,6 @@ estimate + max output tokens, as OpenAI does.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from dataclasses import dataclass
@@ -68,21 +67,18 @@ class RateLimiter:
         return item
 
     async def hit(self, checks: list[RateCheck]) -> RateVerdict:
-        """Consume every check at once (their Redis round trips overlap); refuse on the first,
-        in rule order, that is over its limit.
+        """Consume every check in order; stop at the first that is over its limit.
 
-        A refused call has consumed its other checks: that errs on the safe side (it never
-        admits more than a limit)."""
+        A refused call may have consumed earlier checks: that errs on the safe side (it
+        never admits more than a limit). Overlapping the checks' round trips with
+        asyncio.gather was measured: more CPU per request, no lower latency."""
         headers: dict[str, str] = {}
         try:
-            results = await asyncio.gather(*(self._consume(check) for check in checks))
-            refused: tuple[RateCheck, int] | None = None
-            for check, ok, remaining, reset in results:
+            for check in checks:
+                _, ok, remaining, reset = await self._consume(check)
                 self._tighten(headers, check, remaining, reset)
-                if not ok and refused is None:
-                    refused = (check, reset)
-            if refused is not None:
-                return RateVerdict(refused=refused[0], retry_after=refused[1], headers=headers)
+                if not ok:
+                    return RateVerdict(refused=check, retry_after=reset, headers=headers)
         except Exception as exc:
             if not self._fail_open:
                 raise RateLimitUnavailable(
