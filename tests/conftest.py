@@ -169,11 +169,17 @@ def start_gateway(
 
 
 @pytest.fixture(scope="session")
-def gateway(tmp_path_factory: pytest.TempPathFactory, fake_upstream: FakeOpenAI) -> Iterator[Gateway]:
+def embedded_gateway(tmp_path_factory: pytest.TempPathFactory, fake_upstream: FakeOpenAI) -> Iterator[Gateway]:
     """aiport on SQLite (the embedded default)."""
     gw = start_gateway(tmp_path_factory.mktemp("gw"), fake_upstream.url, None, "sqlite")  # type: ignore[attr-defined]
     yield gw
     gw.server.stop()
+
+
+@pytest.fixture(scope="session")
+def gateway(embedded_gateway: Gateway) -> Gateway:
+    """The gateway most tests use (tests/gateway runs its tests on Redis too)."""
+    return embedded_gateway
 
 
 @pytest.fixture(scope="session")

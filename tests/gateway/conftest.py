@@ -1,5 +1,6 @@
 """Fixtures for gateway-control tests: a fresh user (own key, own team) per test, so quotas
-and limits set by one test never touch another."""
+and limits set by one test never touch another, and every test run twice: on the
+in-process counters (the embedded default) and on Redis (one admission script per call)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ import pytest
 
 from aiport.accounts.keys import create_key
 from aiport.store.models import Team, TeamMember, User
-from tests.conftest import Gateway
+from tests.conftest import Gateway, start_gateway
+from tests.support.fake_openai import FakeOpenAI
+from tests.support.redis import redis_url
 
 
 @dataclass
@@ -48,6 +51,22 @@ async def gateway_admin_id(gateway: Gateway) -> str:
 
     async with gateway.runtime.sessions() as s:
         return str((await s.execute(select(User.id).where(User.email == DEMO_ADMIN_EMAIL))).scalar_one())
+
+
+@pytest.fixture(scope="session")
+def redis_gateway(tmp_path_factory: pytest.TempPathFactory, fake_upstream: FakeOpenAI) -> Iterator[Gateway]:
+    """aiport on SQLite with its counters, cache and idempotency keys in the real Redis."""
+    gw = start_gateway(
+        tmp_path_factory.mktemp("gw-redis"), fake_upstream.url, None, "sqlite", redis_url=redis_url("shared")
+    )  # type: ignore[attr-defined]
+    yield gw
+    gw.server.stop()
+
+
+@pytest.fixture(params=["memory", "redis"])
+def gateway(request: pytest.FixtureRequest) -> Gateway:
+    """The gateway-control tests, on in-process counters and on Redis."""
+    return request.getfixturevalue("embedded_gateway" if request.param == "memory" else "redis_gateway")  # type: ignore[no-any-return]
 
 
 @pytest.fixture

@@ -1,8 +1,15 @@
-"""The admit stage: rate limits, then token/cost quotas reserved before the provider is called."""
+"""The admit stage: rate limits, then the response cache, then token/cost quotas.
+
+Rate limits apply to every call, answered from the cache or not. A fresh cached answer
+costs nothing, so it reserves nothing; every other call reserves its quota estimate
+before the provider is called and settles to the real usage afterwards. With Redis all
+three are one round trip (gateway/admission_script.py); in process they are plain calls.
+"""
 
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -13,8 +20,10 @@ from aiport.config import ModelConfig
 from aiport.domain.chat import Usage
 from aiport.domain.errors import GatewayError, RateLimited
 from aiport.domain.principal import Principal
+from aiport.gateway.admission_script import AdmissionScript
+from aiport.gateway.cache import CachedAnswer, ResponseCache
 from aiport.gateway.call import Call
-from aiport.gateway.ledger import Charge, QuotaLedger, window_for
+from aiport.gateway.ledger import Charge, Outcome, QuotaLedger, RedisLedger, window_for
 from aiport.gateway.ratelimit import RateCheck, RateLimiter
 from aiport.gateway.rules import OrgRules, QuotaRule, RuleBook
 from aiport.gateway.tokens import estimate_prompt_tokens
@@ -32,12 +41,22 @@ class QuotaUnavailable(GatewayError):
     code = "quota_unavailable"
 
 
+@dataclass(frozen=True, slots=True)
+class CacheLookup:
+    """Where the pipeline's cache stage wants admission to look: the key and the freshness asked for."""
+
+    key: str
+    ttl: int
+
+
 @dataclass(slots=True)
 class Admission:
-    """What admit reserved for one call; settled to the real usage afterwards."""
+    """What admit reserved for one call (settled to the real usage afterwards), or the
+    cached answer it found instead."""
 
     charges: list[Charge] = field(default_factory=list)
     settled: bool = False
+    cached: CachedAnswer | None = None
 
 
 class Admitter:
@@ -46,49 +65,120 @@ class Admitter:
         rules: RuleBook,
         ledger: QuotaLedger,
         limiter: RateLimiter,
+        cache: ResponseCache,
         sessions: async_sessionmaker[AsyncSession],
         *,
+        script: AdmissionScript | None = None,
         default_output_reservation: int = 1024,
         quota_fail_open: bool = False,
     ) -> None:
         self.rules = rules
         self._ledger = ledger
         self._limiter = limiter
+        self._cache = cache
         self._sessions = sessions
+        self._script = script
         self._default_output = default_output_reservation
         self._quota_fail_open = quota_fail_open
 
-    async def admit(self, call: Call, model: ModelConfig) -> Admission | None:
+    async def admit(self, call: Call, model: ModelConfig, lookup: CacheLookup | None = None) -> Admission | None:
         p = call.principal
         assert p is not None
         rules = await self.rules.for_org(p.org_id)
-        if rules.empty:
-            return None
-        max_out = call.request.max_tokens or min(model.max_output_tokens, self._default_output)
-        tokens = estimate_prompt_tokens(call.request) + max_out
-        checks = _rate_checks(rules, p, model.name, tokens)
+        checks: list[RateCheck] = []
+        charges: list[Charge] = []
+        if not rules.empty:
+            max_out = call.request.max_tokens or min(model.max_output_tokens, self._default_output)
+            tokens = estimate_prompt_tokens(call.request) + max_out
+            checks = _rate_checks(rules, p, model.name, tokens)
+            est_cost = model.price.cost(tokens - max_out, max_out)
+            charges = [
+                Charge(q, window_for(q), float(tokens) if q.metric == "tokens" else est_cost)
+                for q in _quotas_for(rules, p)
+            ]
+        if self._script is not None and (checks or charges):
+            return await self._admit_at_once(call, checks, charges, lookup)
         if checks:
             verdict = await self._limiter.hit(checks)
             call.response_headers.update(verdict.headers)
             if verdict.refused is not None:
                 raise _rate_refusal(verdict.refused, verdict.retry_after, call.response_headers)
-        quotas = _quotas_for(rules, p)
-        if not quotas:
+        if lookup is not None:
+            answer = await self._look_up(call, lookup)
+            if answer is not None:
+                return Admission(cached=answer)
+        return await self._reserve(call, charges) if charges else None
+
+    async def _admit_at_once(
+        self, call: Call, checks: list[RateCheck], charges: list[Charge], lookup: CacheLookup | None
+    ) -> Admission | None:
+        assert self._script is not None and isinstance(self._ledger, RedisLedger)
+        try:
+            quota = await self._ledger.prepare(charges, self._seed) if charges else ([], [])
+            reply = await self._script.run(self._limiter.redis_layout(checks), lookup.key if lookup else None, quota)
+        except GatewayError:
+            raise
+        except Exception as exc:
+            self._counters_down(call, checks, charges, lookup, exc)
             return None
-        est_cost = model.price.cost(tokens - max_out, max_out)
-        charges = [Charge(q, window_for(q), float(tokens) if q.metric == "tokens" else est_cost) for q in quotas]
+        verdict = self._limiter.verdict(checks, reply.windows, reply.rate_refused)
+        call.response_headers.update(verdict.headers)
+        if verdict.refused is not None:
+            raise _rate_refusal(verdict.refused, verdict.retry_after, call.response_headers)
+        if lookup is not None:
+            answer = _fresh(call, lookup, CachedAnswer.from_bytes(reply.cached) if reply.cached else None)
+            if answer is not None:
+                return Admission(cached=answer)
+            if reply.cached is not None:  # stale for this request's max-age: nothing was reserved yet
+                return await self._reserve(call, charges) if charges else None
+        if not charges:
+            return None
+        assert reply.quota is not None
+        return self._admitted(call, charges, RedisLedger.outcome(charges, reply.quota))
+
+    def _counters_down(
+        self, call: Call, checks: list[RateCheck], charges: list[Charge], lookup: CacheLookup | None, exc: Exception
+    ) -> None:
+        """Redis failed: each part fails open or closed as configured (rate limits first)."""
+        if checks:
+            self._limiter.unavailable(exc)
+            call.degrade("rate-limits")
+        if charges:
+            self._quota_down(call, exc)
+        if lookup is not None:
+            call.degrade("cache")
+            call.cache_key = None
+
+    async def _look_up(self, call: Call, lookup: CacheLookup) -> CachedAnswer | None:
+        try:
+            answer = await self._cache.get(lookup.key)
+        except Exception as exc:  # a cache that is down is a miss, not an outage
+            log.warning("response cache unavailable: %s", exc)
+            call.degrade("cache")
+            call.cache_key = None
+            return None
+        return _fresh(call, lookup, answer)
+
+    async def _reserve(self, call: Call, charges: list[Charge]) -> Admission | None:
         try:
             outcome = await self._ledger.reserve(charges, self._seed)
         except Exception as exc:
-            if self._quota_fail_open:
-                log.warning("quota ledger unavailable (%s); failing open", exc)
-                call.response_headers["x-aiport-degraded"] = "quotas"
-                return None
+            self._quota_down(call, exc)
+            return None
+        return self._admitted(call, charges, outcome)
+
+    def _quota_down(self, call: Call, exc: Exception) -> None:
+        if not self._quota_fail_open:
             raise QuotaUnavailable(
                 "Token quotas cannot be checked right now (the shared counter store is unreachable); "
                 "try again shortly.",
                 headers={"retry-after": "5"},
             ) from exc
+        log.warning("quota ledger unavailable (%s); failing open", exc)
+        call.degrade("quotas")
+
+    @staticmethod
+    def _admitted(call: Call, charges: list[Charge], outcome: Outcome) -> Admission:
         _quota_headers(call.response_headers, charges, outcome.used)
         if outcome.refused is not None:
             index = charges.index(outcome.refused)
@@ -97,7 +187,7 @@ class Admitter:
 
     async def settle(self, admission: Admission | None, model: ModelConfig | None, usage: Usage | None) -> None:
         """Replace the reservation with what the call really used (nothing, if it failed)."""
-        if admission is None or admission.settled:
+        if admission is None or admission.settled or not admission.charges:
             return
         admission.settled = True
         used = usage or Usage()
@@ -188,3 +278,12 @@ def _rate_refusal(check: RateCheck, retry_after: int, headers: dict[str, str]) -
         code="rate_limit_exceeded",
         headers={**headers, "retry-after": str(retry_after)},
     )
+
+
+def _fresh(call: Call, lookup: CacheLookup, answer: CachedAnswer | None) -> CachedAnswer | None:
+    """A cached answer young enough for this request's max-age, marked on the response."""
+    if answer is None or time.time() - answer.stored_at > lookup.ttl:
+        call.response_headers["x-aiport-cache"] = "miss"
+        return None
+    call.response_headers["x-aiport-cache"] = "hit"
+    return answer

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from aiport.config import Settings
+from aiport.gateway.admission_script import AdmissionScript
 from aiport.gateway.admit import Admitter
 from aiport.gateway.cache import MemoryCache, RedisCache, ResponseCache
 from aiport.gateway.idempotency import IdempotencyStore, MemoryIdempotencyStore, RedisIdempotencyStore
@@ -55,11 +56,14 @@ def build_gateway(settings: Settings, sessions: async_sessionmaker[AsyncSession]
     else:
         ledger, dedupe, cache = MemoryLedger(), MemoryIdempotencyStore(), MemoryCache(settings.cache_max_entries)
     rules = RuleBook(sessions, settings.rules_refresh_seconds)
+    limiter = RateLimiter(settings.redis_url, fail_open=settings.ratelimit_fail_open)
     admitter = Admitter(
         rules,
         ledger,
-        RateLimiter(settings.redis_url, fail_open=settings.ratelimit_fail_open),
+        limiter,
+        cache,
         sessions,
+        script=AdmissionScript(redis, limiter) if redis is not None else None,
         default_output_reservation=settings.default_output_reservation,
         quota_fail_open=settings.quota_fail_open,
     )

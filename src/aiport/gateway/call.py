@@ -56,6 +56,14 @@ class Call:
         """The OpenAI `id` of the answer: an idempotent replay returns the first answer's id."""
         return "chatcmpl-" + (self.replay_of or self.request_id).removeprefix("req_")
 
+    def degrade(self, part: str) -> None:
+        """Tell the client which shared part was skipped for this call (x-aiport-degraded: a, b)."""
+        present = self.response_headers.get("x-aiport-degraded")
+        if not present:
+            self.response_headers["x-aiport-degraded"] = part
+        elif part not in present.split(", "):
+            self.response_headers["x-aiport-degraded"] = f"{present}, {part}"
+
     # ---- filled by the call stage ----------------------------------------------------
     def take_completion(self, completion: Completion) -> None:
         if completion.text:

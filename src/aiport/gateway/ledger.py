@@ -131,7 +131,7 @@ class MemoryLedger:
                 self._values[c.window.key] = (hit[0] + real - c.amount, hit[1])
 
 
-_RESERVE = """
+RESERVE_LUA = """
 local n = tonumber(ARGV[1])
 local used = {}
 for i = 1, n do
@@ -166,7 +166,7 @@ class RedisLedger:
 
     def __init__(self, redis: Any) -> None:
         self._redis = redis
-        self._script = redis.register_script(_RESERVE)
+        self._script = redis.register_script(RESERVE_LUA)
         self._seeded: set[str] = set()
 
     async def _ensure(self, key: str, rule: QuotaRule, start: datetime, end: datetime, ttl: int, seed: Seed) -> None:
@@ -180,6 +180,12 @@ class RedisLedger:
         self._seeded.add(key)
 
     async def reserve(self, charges: list[Charge], seed: Seed) -> Outcome:
+        keys, args = await self.prepare(charges, seed)
+        return self.outcome(charges, await self._script(keys=keys, args=args))
+
+    async def prepare(self, charges: list[Charge], seed: Seed) -> tuple[list[str], list[Any]]:
+        """Seed windows seen for the first time, then the KEYS and ARGV of the reserve script
+        (also run inside the admission script, gateway/admission_script.py)."""
         keys: list[str] = []
         args: list[Any] = [len(charges)]
         for c in charges:
@@ -189,12 +195,20 @@ class RedisLedger:
                 await self._ensure(w.prev_key, c.rule, w.prev_start, w.start, c.ttl, seed)
             keys += [w.key, w.prev_key or w.key]
             args += [c.rule.limit, c.amount, w.prev_weight if w.prev_key else 0, c.ttl]
-        result = await self._script(keys=keys, args=args)
+        return keys, args
+
+    @staticmethod
+    def outcome(charges: list[Charge], result: list[Any]) -> Outcome:
         index = int(result[0])
         used = [float(x) for x in result[1:]]
         if index:
             return Outcome(refused=charges[index - 1], used=used + [0.0] * (len(charges) - len(used)))
         return Outcome(refused=None, used=used)
+
+    @staticmethod
+    def lua_function() -> str:
+        """The reserve script as a Lua function the admission script calls."""
+        return f"local function quota_reserve(KEYS, ARGV)\n{RESERVE_LUA}\nend\n"
 
     async def settle(self, charges: list[Charge], actual: list[float]) -> None:
         async with self._redis.pipeline(transaction=False) as pipe:

@@ -1,11 +1,15 @@
 """The one pipeline every model call runs through, whatever its entry point.
 
-    identify -> compose -> clarify -> route -> admit -> dedupe -> cache -> call -> meter -> record
+    identify -> compose -> clarify -> route -> dedupe -> admit (rate limits, cache, quotas) -> call
+    -> meter -> record
 
 Entry points (OpenAI API, app runs, jobs, automations) identify the caller, build a
 ChatRequest inside a Call and hand it here; they differ only in how they deliver the
 answer. Stages with nothing to do cost nothing. The route is decided before admission
-because a cost quota needs the chosen model's price (docs/architecture.md).
+because a cost quota needs the chosen model's price; an idempotent replay is served
+before admission because it is the answer already paid for; the cache is looked up inside
+admission because a cached answer passes the rate limits but reserves no quota, and with
+Redis all of admission is one round trip (docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import orjson
 from aiport.config import ModelConfig
 from aiport.domain.chat import Completion, Delta, Usage
 from aiport.domain.errors import GatewayError, StoreUnavailable, Unprocessable, UpstreamError
-from aiport.gateway.admit import Admission, Admitter
+from aiport.gateway.admit import Admission, Admitter, CacheLookup
 from aiport.gateway.cache import CachedAnswer, ResponseCache, exact_key
 from aiport.gateway.call import Call
 from aiport.gateway.idempotency import IdempotencyStore, body_hash, scoped_key
@@ -70,8 +74,10 @@ class Pipeline:
         admission: Admission | None = None
         try:
             route = self._route(call)
-            admission = await self.admitter.admit(call, route.model)
-            stored = await self._dedupe(call) or await self._cache_lookup(call)
+            stored = await self._dedupe(call)
+            if stored is None:
+                admission = await self.admitter.admit(call, route.model, self._cache_plan(call))
+                stored = await self._cached(call, admission)
             if stored is not None:
                 return self._serve_stored(call, stored)
             completion = await self._call(call, route)
@@ -98,11 +104,12 @@ class Pipeline:
         admission: Admission | None = None
         try:
             route = self._route(call)
-            admission = await self.admitter.admit(call, route.model)
-            stored = await self._dedupe(call) or await self._cache_lookup(call)
+            stored = await self._dedupe(call)
+            if stored is None:
+                admission = await self.admitter.admit(call, route.model, self._cache_plan(call))
+                stored = await self._cached(call, admission)
             if stored is not None:
                 completion = self._serve_stored(call, stored)
-                await self.admitter.settle(admission, call.model, None)
                 self._record(call)
                 return _replay(completion)
             first, upstream = await self._open(call, route)
@@ -191,8 +198,8 @@ class Pipeline:
         call.dedupe_key = key
         return None
 
-    async def _cache_lookup(self, call: Call) -> CachedAnswer | None:
-        """cache: an identical request answered within its TTL costs nothing."""
+    def _cache_plan(self, call: Call) -> CacheLookup | None:
+        """cache: where an identical earlier answer would be; admission looks it up."""
         ttl = call.request.cache_ttl or (call.model.cache_ttl_seconds if call.model else None)
         if not ttl or call.request.cache_mode == "no-store":
             return None
@@ -202,17 +209,20 @@ class Pipeline:
         if call.request.cache_mode == "no-cache":
             call.response_headers["x-aiport-cache"] = "bypass"
             return None
-        try:
-            answer = await self.cache.get(call.cache_key)
-        except Exception as exc:  # a cache that is down is a miss, not an outage
-            log.warning("response cache unavailable: %s", exc)
-            _degraded(call, "cache")
-            call.cache_key = None
-            return None
-        if answer is None or time.time() - answer.stored_at > ttl:
-            call.response_headers["x-aiport-cache"] = "miss"
-            return None
-        call.response_headers["x-aiport-cache"] = "hit"
+        return CacheLookup(call.cache_key, ttl)
+
+    async def _cached(self, call: Call, admission: Admission | None) -> CachedAnswer | None:
+        """The cached answer admission found; a call leading an Idempotency-Key stores it
+        for the duplicates waiting on it."""
+        answer = admission.cached if admission is not None else None
+        if answer is not None and call.dedupe_key is not None:
+            key, call.dedupe_key = call.dedupe_key, None
+            try:
+                await self.dedupe.finish(
+                    key, body_hash(call.request), answer, call.request_id, self.options.idempotency_ttl
+                )
+            except Exception as exc:  # the claim expires by itself; duplicates then call again
+                log.warning("could not store the answer for the idempotency key: %s", exc)
         return answer
 
     async def _call(self, call: Call, route: Route) -> Completion:
@@ -316,7 +326,7 @@ class Pipeline:
                 )
         except Exception as exc:  # the answer is delivered anyway; only its reuse is lost
             log.warning("could not store the answer for reuse: %s", exc)
-            _degraded(call, "cache")
+            call.degrade("cache")
         finally:
             call.dedupe_key = None
 
@@ -383,12 +393,3 @@ async def _aclose(stream: AsyncIterator[Delta]) -> None:
             await aclose()
         except Exception:  # closing a broken upstream must not hide the record
             pass
-
-
-def _degraded(call: Call, part: str) -> None:
-    """Tell the client which shared part was skipped for this call (x-aiport-degraded: a, b)."""
-    present = call.response_headers.get("x-aiport-degraded")
-    if not present:
-        call.response_headers["x-aiport-degraded"] = part
-    elif part not in present.split(", "):
-        call.response_headers["x-aiport-degraded"] = f"{present}, {part}"

@@ -1,0 +1,121 @@
+"""The one-round-trip admission script on the real Redis: it must count exactly as the
+`limits` library does (same keys, same sliding windows), stop at the first refused check,
+and reserve no quota for a cached answer or a rate-limited call."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator
+
+import pytest
+from limits import RateLimitItemPerMinute
+from limits.aio.strategies import SlidingWindowCounterRateLimiter
+
+from aiport.gateway.admission_script import AdmissionScript
+from aiport.gateway.ledger import Charge, RedisLedger, window_for
+from aiport.gateway.ratelimit import RateCheck, RateLimiter
+from aiport.gateway.rules import QuotaRule, RateRule
+from tests.support.redis import redis_url
+
+
+@pytest.fixture
+async def parts() -> AsyncIterator[tuple[RateLimiter, RedisLedger, AdmissionScript, object]]:
+    import redis.asyncio as aioredis
+
+    url = redis_url("shared")
+    client = aioredis.Redis.from_url(url)
+    limiter = RateLimiter(url)
+    yield limiter, RedisLedger(client), AdmissionScript(client, limiter), client
+    await client.aclose()
+
+
+def _check(subject: str, kind: str, limit: int, cost: int) -> RateCheck:
+    return RateCheck(RateRule(f"rl_{subject}", "key", subject, limit, None), kind, limit, cost)
+
+
+def _charge(limit: float, amount: float) -> Charge:
+    rule = QuotaRule(f"q_{secrets.token_hex(4)}", "user", "u1", "tokens", "day", None, limit)
+    return Charge(rule, window_for(rule), amount)
+
+
+async def _no_seed(*_: object) -> float:
+    return 0.0
+
+
+async def test_counts_exactly_as_limits_does(parts: tuple[RateLimiter, RedisLedger, AdmissionScript, object]) -> None:
+    limiter, _, script, _ = parts
+    subject = secrets.token_hex(4)
+    check = _check(subject, "tokens", 100, 30)
+    for expected_remaining in (70, 40, 10):
+        reply = await script.run(limiter.redis_layout([check]), None, ([], []))
+        verdict = limiter.verdict([check], reply.windows, reply.rate_refused)
+        assert verdict.refused is None
+        assert verdict.headers["x-ratelimit-remaining-tokens"] == str(expected_remaining)
+    # limits itself, on its own Redis client, sees the same window and agrees on what is left
+    item = RateLimitItemPerMinute(100)
+    strategy = SlidingWindowCounterRateLimiter(limiter._storage)
+    stats = await strategy.get_window_stats(item, "key", subject, "tokens")
+    assert stats.remaining == 10
+    assert not await strategy.hit(item, "key", subject, "tokens", cost=11)
+    assert await strategy.hit(item, "key", subject, "tokens", cost=10)
+    # and what limits consumed is seen by the script: the window is full
+    reply = await script.run(limiter.redis_layout([check]), None, ([], []))
+    refused = limiter.verdict([check], reply.windows, reply.rate_refused)
+    assert refused.refused is check and refused.retry_after >= 1
+    assert refused.headers["x-ratelimit-remaining-tokens"] == "0"
+
+
+async def test_a_refused_check_consumes_nothing_after_it_and_reserves_no_quota(
+    parts: tuple[RateLimiter, RedisLedger, AdmissionScript, object],
+) -> None:
+    limiter, ledger, script, _ = parts
+    tag = secrets.token_hex(4)
+    first, tight, last = (
+        _check(tag + "a", "requests", 10, 1),
+        _check(tag + "b", "requests", 1, 1),
+        _check(tag + "c", "requests", 10, 1),
+    )
+    charge = _charge(1000, 100)
+    quota = await ledger.prepare([charge], _no_seed)
+    await script.run(limiter.redis_layout([first, tight, last]), None, quota)  # all pass, 100 reserved
+    reply = await script.run(limiter.redis_layout([first, tight, last]), None, quota)
+    verdict = limiter.verdict([first, tight, last], reply.windows, reply.rate_refused)
+    assert verdict.refused is tight and reply.quota is None
+    assert len(reply.windows) == 2  # the third check was never touched
+    strategy = SlidingWindowCounterRateLimiter(limiter._storage)
+    assert (await strategy.get_window_stats(RateLimitItemPerMinute(10), "key", tag + "a", "requests")).remaining == 8
+    assert (await strategy.get_window_stats(RateLimitItemPerMinute(10), "key", tag + "c", "requests")).remaining == 9
+    outcome = await ledger.reserve([_charge_again(charge, 0)], _no_seed)  # read the counter back
+    assert outcome.used == [100.0]
+
+
+def _charge_again(charge: Charge, amount: float) -> Charge:
+    return Charge(charge.rule, charge.window, amount)
+
+
+async def test_a_cached_answer_passes_the_rate_limits_but_reserves_nothing(
+    parts: tuple[RateLimiter, RedisLedger, AdmissionScript, object],
+) -> None:
+    limiter, ledger, script, client = parts
+    check = _check(secrets.token_hex(4), "requests", 10, 1)
+    charge = _charge(1000, 100)
+    quota = await ledger.prepare([charge], _no_seed)
+    cache_key = f"aiport:cache:test:{secrets.token_hex(8)}"
+    miss = await script.run(limiter.redis_layout([check]), cache_key, quota)
+    assert miss.cached is None and RedisLedger.outcome([charge], miss.quota or []).used == [100.0]
+    await client.set(cache_key, b"stored answer")  # type: ignore[attr-defined]
+    hit = await script.run(limiter.redis_layout([check]), cache_key, quota)
+    assert hit.cached == b"stored answer" and hit.quota is None
+    assert limiter.verdict([check], hit.windows, hit.rate_refused).headers["x-ratelimit-remaining-requests"] == "8"
+    assert (await ledger.reserve([_charge_again(charge, 0)], _no_seed)).used == [100.0]
+
+
+async def test_quota_refusal_reserves_nothing(parts: tuple[RateLimiter, RedisLedger, AdmissionScript, object]) -> None:
+    _, ledger, script, _ = parts
+    small, big = _charge(1000, 10), _charge(150, 100)
+    quota = await ledger.prepare([small, big], _no_seed)
+    first = RedisLedger.outcome([small, big], (await script.run(([], []), None, quota)).quota or [])
+    assert first.refused is None and first.used == [10.0, 100.0]
+    second = RedisLedger.outcome([small, big], (await script.run(([], []), None, quota)).quota or [])
+    assert second.refused is big
+    assert (await ledger.reserve([_charge_again(small, 0), _charge_again(big, 0)], _no_seed)).used == [10.0, 100.0]
