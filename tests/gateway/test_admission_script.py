@@ -119,3 +119,21 @@ async def test_quota_refusal_reserves_nothing(parts: tuple[RateLimiter, RedisLed
     second = RedisLedger.outcome([small, big], (await script.run(([], []), None, quota)).quota or [])
     assert second.refused is big
     assert (await ledger.reserve([_charge_again(small, 0), _charge_again(big, 0)], _no_seed)).used == [10.0, 100.0]
+
+
+async def test_settling_returns_unused_headroom_and_stores_the_answer_in_the_same_trip(
+    parts: tuple[RateLimiter, RedisLedger, AdmissionScript, object],
+) -> None:
+    _, ledger, script, client = parts
+    charge = _charge(1000, 300)
+    quota = await ledger.prepare([charge], _no_seed)
+    await script.run(([], []), None, quota)
+    cache_key = f"aiport:cache:test:{secrets.token_hex(8)}"
+    await ledger.settle([charge], [120.0], also_set=(cache_key, b"the answer", 30))
+    assert (await ledger.reserve([_charge_again(charge, 0)], _no_seed)).used == [120.0]
+    assert await client.get(cache_key) == b"the answer"  # type: ignore[attr-defined]
+    assert 0 < await client.ttl(cache_key) <= 30  # type: ignore[attr-defined]
+    # a window that ended (its key expired) is not re-created without a TTL by a late settle
+    gone = _charge(1000, 50)
+    await ledger.settle([gone], [10.0])
+    assert await client.exists(gone.window.key) == 0  # type: ignore[attr-defined]

@@ -21,7 +21,7 @@ from aiport.domain.chat import Usage
 from aiport.domain.errors import GatewayError, RateLimited
 from aiport.domain.principal import Principal
 from aiport.gateway.admission_script import AdmissionScript
-from aiport.gateway.cache import CachedAnswer, ResponseCache
+from aiport.gateway.cache import CachedAnswer, RedisCache, ResponseCache
 from aiport.gateway.call import Call
 from aiport.gateway.ledger import Charge, Outcome, QuotaLedger, RedisLedger, window_for
 from aiport.gateway.ratelimit import RateCheck, RateLimiter
@@ -57,6 +57,7 @@ class Admission:
     charges: list[Charge] = field(default_factory=list)
     settled: bool = False
     cached: CachedAnswer | None = None
+    store: tuple[str, bytes, int] | None = None  # the answer for the cache, stored when settling
 
 
 class Admitter:
@@ -78,6 +79,7 @@ class Admitter:
         self._cache = cache
         self._sessions = sessions
         self._script = script
+        self._store_on_settle = script is not None and isinstance(cache, RedisCache)
         self._default_output = default_output_reservation
         self._quota_fail_open = quota_fail_open
 
@@ -185,6 +187,14 @@ class Admitter:
             raise _quota_refusal(outcome.refused, outcome.used[index], call.response_headers)
         return Admission(charges=charges)
 
+    def store_on_settle(self, admission: Admission | None, key: str, answer: CachedAnswer, ttl: int) -> bool:
+        """With Redis, hand the answer for the cache to the settle round trip (True), instead
+        of a round trip of its own."""
+        if not self._store_on_settle or admission is None or admission.settled or not admission.charges:
+            return False
+        admission.store = (key, answer.to_bytes(), ttl)
+        return True
+
     async def settle(self, admission: Admission | None, model: ModelConfig | None, usage: Usage | None) -> None:
         """Replace the reservation with what the call really used (nothing, if it failed)."""
         if admission is None or admission.settled or not admission.charges:
@@ -194,7 +204,11 @@ class Admitter:
         cost = model.price.cost(used.prompt_tokens, used.completion_tokens) if model else 0.0
         actual = [float(used.total_tokens) if c.rule.metric == "tokens" else cost for c in admission.charges]
         try:
-            await self._ledger.settle(admission.charges, actual)
+            if admission.store is not None:
+                assert isinstance(self._ledger, RedisLedger)
+                await self._ledger.settle(admission.charges, actual, also_set=admission.store)
+            else:
+                await self._ledger.settle(admission.charges, actual)
         except Exception:  # the audit log keeps the durable total; the next window re-seeds from it
             log.exception("settling a quota reservation failed")
 

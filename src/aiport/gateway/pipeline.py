@@ -83,7 +83,7 @@ class Pipeline:
             completion = await self._call(call, route)
             call.take_completion(completion)
             self._meter(call)
-            await self._remember(call, completion)
+            await self._remember(call, completion, admission)
             return completion
         except BaseException as exc:
             await self._failed(call, exc)
@@ -134,7 +134,7 @@ class Pipeline:
                 yield delta
             call.finished_at = time.perf_counter()
             self._meter(call)
-            await self._remember(call, call.as_completion())
+            await self._remember(call, call.as_completion(), admission)
         except BaseException as exc:
             self._meter(call)
             await self._failed(call, exc)
@@ -312,14 +312,17 @@ class Pipeline:
         call.usage = Usage()
         return answer.completion
 
-    async def _remember(self, call: Call, completion: Completion) -> None:
-        """Store the answer for the cache and for duplicates waiting on the idempotency key."""
+    async def _remember(self, call: Call, completion: Completion, admission: Admission | None) -> None:
+        """Store the answer for the cache (with Redis: when the quota is settled, in the same
+        round trip) and for duplicates waiting on the idempotency key."""
         if call.cache_key is None and call.dedupe_key is None:
             return
         answer = CachedAnswer(completion, call.cost_usd, call.model.name if call.model else "", time.time())
         try:
-            if call.cache_key is not None and call.request.cache_mode != "no-store" and call.cache_ttl:
-                await self.cache.put(call.cache_key, answer, call.cache_ttl)
+            key, ttl = call.cache_key, call.cache_ttl
+            if key is not None and call.request.cache_mode != "no-store" and ttl:
+                if not self.admitter.store_on_settle(admission, key, answer, ttl):
+                    await self.cache.put(key, answer, ttl)
             if call.dedupe_key is not None:
                 await self.dedupe.finish(
                     call.dedupe_key, body_hash(call.request), answer, call.request_id, self.options.idempotency_ttl
