@@ -8,6 +8,7 @@ three are one round trip (gateway/admission_script.py); in process they are plai
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
@@ -80,6 +81,7 @@ class Admitter:
         self._sessions = sessions
         self._script = script
         self._store_on_settle = script is not None and isinstance(cache, RedisCache)
+        self._pending: set[asyncio.Task[None]] = set()
         self._default_output = default_output_reservation
         self._quota_fail_open = quota_fail_open
 
@@ -194,6 +196,24 @@ class Admitter:
             return False
         admission.store = (key, answer.to_bytes(), ttl)
         return True
+
+    async def settle_soon(self, admission: Admission | None, model: ModelConfig | None, usage: Usage | None) -> None:
+        """Settle without holding up the answer: with Redis the settle round trip runs after
+        the response is on its way (until it lands the quota counts the reservation, the safe
+        side); in process it is immediate. `drain` waits for the pending ones at shutdown."""
+        if admission is None or admission.settled or not admission.charges:
+            return
+        if self._script is None:
+            await self.settle(admission, model, usage)
+            return
+        task = asyncio.get_running_loop().create_task(self.settle(admission, model, usage))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def drain(self) -> None:
+        """Wait for background settlements (shutdown), so no reservation is left counted."""
+        while self._pending:
+            await asyncio.gather(*list(self._pending), return_exceptions=True)
 
     async def settle(self, admission: Admission | None, model: ModelConfig | None, usage: Usage | None) -> None:
         """Replace the reservation with what the call really used (nothing, if it failed)."""

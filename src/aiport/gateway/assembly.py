@@ -32,6 +32,7 @@ class Gateway:
     redis: Any | None
 
     async def aclose(self) -> None:
+        await self.pipeline.admitter.drain()  # settlements still in flight land before Redis closes
         await self.providers.aclose()
         if self.redis is not None:
             await self.redis.aclose()

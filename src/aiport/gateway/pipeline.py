@@ -92,7 +92,7 @@ class Pipeline:
                 raise
             raise converted from exc
         finally:
-            await self.admitter.settle(admission, call.model, self._billed(call))
+            await self.admitter.settle_soon(admission, call.model, self._billed(call))
             self._record(call)
 
     # ---- streaming ------------------------------------------------------------------------
