@@ -15,6 +15,7 @@ from aiport.config import Settings
 from aiport.web import admin, admin_limits, auth, conversations, people, v1
 from aiport.web import apps as apps_api
 from aiport.web.errors import install_error_handlers
+from aiport.web.fastlane import FastLane
 from aiport.web.jobs import router as jobs_router
 from aiport.web.knowledge import router as knowledge_router
 from aiport.web.knowledge import traces_router
@@ -92,5 +93,6 @@ def create_app(
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
-    app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(FastLane, routes={"/v1/chat/completions": v1.chat_completions})
+    app.add_middleware(RequestIdMiddleware)  # added last: the outermost, so the fast lane has ids too
     return app
