@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -26,6 +27,15 @@ from aiport.web.ui import install as install_ui
 from aiport.web.webhooks import router as webhooks_router
 
 
+def _freeze_startup_heap() -> None:
+    """Take everything built at startup (modules, SQLAlchemy/FastAPI/pydantic machinery, the
+    catalog: ~150k objects) out of the cyclic collector's reach. Otherwise every full
+    collection walks all of it and stalls the event loop ~100 ms every few seconds under load;
+    it was the gateway's p99 (docs/benchmarks.md). Objects made later are collected as usual."""
+    gc.collect()
+    gc.freeze()
+
+
 def create_app(
     settings: Settings | None = None, *, runtime: Runtime | None = None, warm_local: bool = False
 ) -> FastAPI:
@@ -41,6 +51,7 @@ def create_app(
             return
         rt = await Runtime.start(settings)
         app.state.runtime = rt
+        _freeze_startup_heap()
         if warm_local:
             rt.warm_local_models()
         try:
