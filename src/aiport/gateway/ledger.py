@@ -28,8 +28,24 @@ class Window:
     prev_weight: float = 0.0
 
 
+_calendar_windows: dict[tuple[str, str], Window] = {}
+
+
 def window_for(rule: QuotaRule, now: datetime | None = None) -> Window:
     now = now or datetime.now(UTC)
+    if rule.period != "rolling":  # a calendar window is the same until it ends: computed once
+        hit = _calendar_windows.get((rule.id, rule.period))
+        if hit is not None and hit.start <= now < hit.end:
+            return hit
+        window = _window(rule, now)
+        if len(_calendar_windows) > 10_000:
+            _calendar_windows.clear()
+        _calendar_windows[(rule.id, rule.period)] = window
+        return window
+    return _window(rule, now)
+
+
+def _window(rule: QuotaRule, now: datetime) -> Window:
     base = f"aiport:q:{rule.id}:"
     if rule.period == "rolling":
         span = max(int(rule.rolling_seconds or 86400), 1)

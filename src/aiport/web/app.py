@@ -16,7 +16,7 @@ from aiport.config import Settings
 from aiport.web import admin, admin_limits, auth, conversations, people, v1
 from aiport.web import apps as apps_api
 from aiport.web.errors import install_error_handlers
-from aiport.web.fastlane import FastLane
+from aiport.web.fastlane import GatewayApp
 from aiport.web.jobs import router as jobs_router
 from aiport.web.knowledge import router as knowledge_router
 from aiport.web.knowledge import traces_router
@@ -59,7 +59,8 @@ def create_app(
         finally:
             await rt.close()
 
-    app = FastAPI(
+    app = GatewayApp(
+        fast_routes={"/v1/chat/completions": v1.chat_completions},
         title="aiport",
         version=__version__,
         lifespan=lifespan,
@@ -104,6 +105,5 @@ def create_app(
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
-    app.add_middleware(FastLane, routes={"/v1/chat/completions": v1.chat_completions})
-    app.add_middleware(RequestIdMiddleware)  # added last: the outermost, so the fast lane has ids too
+    app.add_middleware(RequestIdMiddleware)
     return app
