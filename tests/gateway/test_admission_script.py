@@ -137,3 +137,14 @@ async def test_settling_returns_unused_headroom_and_stores_the_answer_in_the_sam
     gone = _charge(1000, 50)
     await ledger.settle([gone], [10.0])
     assert await client.exists(gone.window.key) == 0  # type: ignore[attr-defined]
+
+
+async def test_a_flushed_script_cache_is_reloaded(
+    parts: tuple[RateLimiter, RedisLedger, AdmissionScript, object],
+) -> None:
+    limiter, _, script, client = parts
+    check = _check(secrets.token_hex(4), "requests", 10, 1)
+    await script.run(limiter.redis_layout([check]), None, ([], []))
+    await client.script_flush()  # type: ignore[attr-defined]  # what a Redis restart does to loaded scripts
+    reply = await script.run(limiter.redis_layout([check]), None, ([], []))
+    assert limiter.verdict([check], reply.windows, reply.rate_refused).headers["x-ratelimit-remaining-requests"] == "8"

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiport.gateway.ledger import RedisLedger
+from aiport.gateway.lua import LuaScript
 from aiport.gateway.ratelimit import RateLimiter
 
 _MAIN = """
@@ -59,8 +60,8 @@ class AdmissionReply:
 
 class AdmissionScript:
     def __init__(self, redis: Any, limiter: RateLimiter) -> None:
-        self.source = limiter.lua_functions() + RedisLedger.lua_function() + _MAIN
-        self._script = redis.register_script(self.source)
+        self._redis = redis
+        self._script = LuaScript(limiter.lua_functions() + RedisLedger.lua_function() + _MAIN)
 
     async def run(
         self,
@@ -72,5 +73,5 @@ class AdmissionScript:
         quota_keys, quota_args = quota
         keys = [*rate_keys, *([cache_key] if cache_key else []), *quota_keys]
         args = [len(rate_keys) // 2, len(quota_keys), 1 if cache_key else 0, *rate_args, *quota_args]
-        windows, refused, cached, reserved = await self._script(keys=keys, args=args)
+        windows, refused, cached, reserved = await self._script(self._redis, keys, args)
         return AdmissionReply(windows or [], int(refused), cached, reserved)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+from aiport.gateway.lua import LuaScript
 from aiport.gateway.rules import QuotaRule
 
 
@@ -194,8 +195,8 @@ class RedisLedger:
 
     def __init__(self, redis: Any) -> None:
         self._redis = redis
-        self._script = redis.register_script(RESERVE_LUA)
-        self._settle = redis.register_script(SETTLE_LUA)
+        self._script = LuaScript(RESERVE_LUA)
+        self._settle = LuaScript(SETTLE_LUA)
         self._seeded: set[str] = set()
 
     async def _ensure(self, key: str, rule: QuotaRule, start: datetime, end: datetime, ttl: int, seed: Seed) -> None:
@@ -210,7 +211,7 @@ class RedisLedger:
 
     async def reserve(self, charges: list[Charge], seed: Seed) -> Outcome:
         keys, args = await self.prepare(charges, seed)
-        return self.outcome(charges, await self._script(keys=keys, args=args))
+        return self.outcome(charges, await self._script(self._redis, keys, args))
 
     async def prepare(self, charges: list[Charge], seed: Seed) -> tuple[list[str], list[Any]]:
         """Seed windows seen for the first time, then the KEYS and ARGV of the reserve script
@@ -249,4 +250,4 @@ class RedisLedger:
         if also_set is not None:
             keys.append(also_set[0])
             args += [also_set[1], also_set[2]]
-        await self._settle(keys=keys, args=args)
+        await self._settle(self._redis, keys, args)
