@@ -513,3 +513,30 @@ async def test_llama_http_fixture_serves_the_openai_api(llama_http_base_url: str
         body = {"model": "gemma-3-270m", "prompt": "User: Hi\nAssistant:", "max_tokens": 3}
         answer = (await client.post("/completions", json=body)).json()
         assert answer["usage"]["completion_tokens"] > 0
+
+
+async def test_an_empty_answer_is_asked_once_more_greedily(tmp_path: Path, fake: FakeServer) -> None:
+    provider = fake_provider(tmp_path)
+    bodies: list[dict[str, Any]] = []
+    answer_with = fake.handle_completions
+
+    def first_empty(body: dict[str, Any], callback: Any) -> None:
+        bodies.append(body)
+        if len(bodies) == 1:  # the model ends its turn before saying anything
+            callback({"choices": [{"text": "", "finish_reason": "stop"}], "usage": {"prompt_tokens": 4}})
+            return
+        answer_with(body, callback)
+
+    fake.handle_completions = first_empty  # type: ignore[method-assign]
+    result = await provider.complete(chat(max_tokens=3), MODEL)
+    assert result.text == "t0 t1 t2"
+    assert len(bodies) == 2 and "temperature" not in bodies[0] and bodies[1]["temperature"] == 0.0
+    # an answer that is empty twice is returned as it is (no loop)
+    bodies.clear()
+    fake.handle_completions = lambda body, callback: (  # type: ignore[method-assign]
+        bodies.append(body),
+        callback({"choices": [{"text": "", "finish_reason": "stop"}], "usage": {"prompt_tokens": 4}}),
+    )
+    empty = await provider.complete(chat(max_tokens=3), MODEL)
+    assert empty.text == "" and empty.finish_reason == "stop" and len(bodies) == 2
+    await provider.aclose()

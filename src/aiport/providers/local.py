@@ -102,22 +102,30 @@ class LocalProvider:
 
     async def stream(self, request: ChatRequest, model: ModelConfig) -> AsyncGenerator[Delta, None]:
         body = build_body(request, model)
-        trim = _Trimmer()
-        final: Delta | None = None
-        async with aclosing(self._generate(body)) as chunks:
-            async for chunk in chunks:
-                choice = (chunk.get("choices") or [{}])[0]
-                text = trim.feed(choice.get("text") or "")
-                if text:
-                    yield Delta(text=text)
-                if choice.get("finish_reason"):
-                    reason = _FINISH_REASONS.get(choice["finish_reason"], "stop")
-                    final = Delta(finish_reason=reason, usage=_usage(chunk))
-        # Sent after the worker thread ended (milliseconds later): once a caller has the
-        # answer, its slot is free for the next one.
-        if final is None:
-            raise UpstreamError(f"The local model '{self.name}' stopped without finishing the answer; retry.")
-        yield final
+        for attempt in range(2):
+            trim = _Trimmer()
+            final: Delta | None = None
+            sent = False
+            async with aclosing(self._generate(body)) as chunks:
+                async for chunk in chunks:
+                    choice = (chunk.get("choices") or [{}])[0]
+                    text = trim.feed(choice.get("text") or "")
+                    if text:
+                        sent = True
+                        yield Delta(text=text)
+                    if choice.get("finish_reason"):
+                        reason = _FINISH_REASONS.get(choice["finish_reason"], "stop")
+                        final = Delta(finish_reason=reason, usage=_usage(chunk))
+            if final is None:
+                raise UpstreamError(f"The local model '{self.name}' stopped without finishing the answer; retry.")
+            if sent or attempt or final.finish_reason != "stop" or "json_schema" in body:
+                # Sent after the worker thread ended (milliseconds later): once a caller has
+                # the answer, its slot is free for the next one.
+                yield final
+                return
+            # A small sampled model sometimes ends its turn before saying anything: nothing
+            # was sent yet, so ask once more, greedily unless the caller chose a temperature.
+            body = {**body, "temperature": body.get("temperature", 0.0)}
 
     async def aclose(self) -> None:
         """Stop running generations at their next token, end the worker threads, unload the model."""
