@@ -126,7 +126,7 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     max_body_bytes: int = Field(4 * 1024 * 1024, gt=0)
-    audit_batch_size: int = Field(32, gt=0)
+    audit_batch_size: int = Field(500, gt=0)
     audit_flush_interval: float = Field(0.05, gt=0)
     audit_max_buffer: int = Field(100_000, gt=0)
     key_cache_seconds: float = Field(60.0, ge=0)
