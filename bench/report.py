@@ -12,7 +12,11 @@ from typing import Any
 
 # Leaf frames that are waiting, not working: aiosqlite's worker blocked on its queue, and
 # the event loop's own C code (uvloop: mostly epoll wait; its socket I/O lands here too).
-IDLE_LEAVES = ("_connection_worker_thread (aiosqlite/core.py:59)", "Runner.run (asyncio/runners.py")
+IDLE_LEAVES = (
+    "_connection_worker_thread (aiosqlite/core.py:59)",  # aiosqlite's thread waiting for work
+    "Runner.run (asyncio/runners.py",  # uvloop waiting in epoll
+    "_worker (concurrent/futures/thread.py:81)",  # an idle executor thread (work_queue.get)
+)
 
 
 # Where a sample's time goes: the first layer in this list that any frame of it belongs to.
