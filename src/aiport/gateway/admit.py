@@ -204,9 +204,9 @@ class Admitter:
         if admission is None or admission.settled or not admission.charges:
             return
         if self._script is None:
-            await self.settle(admission, model, usage)
+            await self._settle(admission, model, usage)
             return
-        task = asyncio.get_running_loop().create_task(self.settle(admission, model, usage))
+        task = asyncio.get_running_loop().create_task(self._settle(admission, model, usage))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
@@ -215,7 +215,7 @@ class Admitter:
         while self._pending:
             await asyncio.gather(*list(self._pending), return_exceptions=True)
 
-    async def settle(self, admission: Admission | None, model: ModelConfig | None, usage: Usage | None) -> None:
+    async def _settle(self, admission: Admission | None, model: ModelConfig | None, usage: Usage | None) -> None:
         """Replace the reservation with what the call really used (nothing, if it failed)."""
         if admission is None or admission.settled or not admission.charges:
             return

@@ -115,7 +115,7 @@ class Pipeline:
             first, upstream = await self._open(call, route)
         except BaseException as exc:
             await self._failed(call, exc)
-            await self.admitter.settle(admission, call.model, self._billed(call))
+            await self.admitter.settle_soon(admission, call.model, self._billed(call))
             self._record(call)
             converted = self._as_gateway_error(exc)
             if converted is exc:
@@ -144,7 +144,7 @@ class Pipeline:
             raise converted from exc
         finally:
             await _aclose(upstream)
-            await self.admitter.settle(admission, call.model, self._billed(call))
+            await self.admitter.settle_soon(admission, call.model, self._billed(call))
             self._record(call)
 
     # ---- stages ---------------------------------------------------------------------------
@@ -215,15 +215,19 @@ class Pipeline:
         """The cached answer admission found; a call leading an Idempotency-Key stores it
         for the duplicates waiting on it."""
         answer = admission.cached if admission is not None else None
-        if answer is not None and call.dedupe_key is not None:
-            key, call.dedupe_key = call.dedupe_key, None
+        if answer is not None:
             try:
-                await self.dedupe.finish(
-                    key, body_hash(call.request), answer, call.request_id, self.options.idempotency_ttl
-                )
+                await self._finish_lead(call, answer)
             except Exception as exc:  # the claim expires by itself; duplicates then call again
                 log.warning("could not store the answer for the idempotency key: %s", exc)
         return answer
+
+    async def _finish_lead(self, call: Call, answer: CachedAnswer) -> None:
+        """Hand the answer to the duplicates waiting on this call's Idempotency-Key, if it leads one."""
+        if call.dedupe_key is None:
+            return
+        key, call.dedupe_key = call.dedupe_key, None
+        await self.dedupe.finish(key, body_hash(call.request), answer, call.request_id, self.options.idempotency_ttl)
 
     async def _call(self, call: Call, route: Route) -> Completion:
         """call: the provider, with retries and the model's fallback chain."""
@@ -323,10 +327,7 @@ class Pipeline:
             if key is not None and call.request.cache_mode != "no-store" and ttl:
                 if not self.admitter.store_on_settle(admission, key, answer, ttl):
                     await self.cache.put(key, answer, ttl)
-            if call.dedupe_key is not None:
-                await self.dedupe.finish(
-                    call.dedupe_key, body_hash(call.request), answer, call.request_id, self.options.idempotency_ttl
-                )
+            await self._finish_lead(call, answer)
         except Exception as exc:  # the answer is delivered anyway; only its reuse is lost
             log.warning("could not store the answer for reuse: %s", exc)
             call.degrade("cache")
