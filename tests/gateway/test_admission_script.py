@@ -14,18 +14,25 @@ from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from aiport.gateway.admission_script import AdmissionScript
 from aiport.gateway.ledger import Charge, RedisLedger, window_for
 from aiport.gateway.ratelimit import RateCheck, RateLimiter
+from aiport.gateway.resp import RespLane
 from aiport.gateway.rules import QuotaRule, RateRule
 from tests.support.redis import redis_url
 
 
-@pytest.fixture
-async def parts() -> AsyncIterator[tuple[RateLimiter, RedisLedger, AdmissionScript, object]]:
+@pytest.fixture(params=["lane", "redis-py"])
+async def parts(
+    request: pytest.FixtureRequest,
+) -> AsyncIterator[tuple[RateLimiter, RedisLedger, AdmissionScript, object]]:
+    """The scripts on the gateway's lean connection (as deployed) and on redis-py."""
     import redis.asyncio as aioredis
 
     url = redis_url("shared")
     client = aioredis.Redis.from_url(url)
+    scripts = RespLane(url) if request.param == "lane" else client
     limiter = RateLimiter(url)
-    yield limiter, RedisLedger(client), AdmissionScript(client, limiter), client
+    yield limiter, RedisLedger(client, scripts), AdmissionScript(scripts, limiter), client
+    if scripts is not client:
+        await scripts.aclose()
     await client.aclose()
 
 

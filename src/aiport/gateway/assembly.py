@@ -17,6 +17,7 @@ from aiport.gateway.ledger import MemoryLedger, QuotaLedger, RedisLedger
 from aiport.gateway.pipeline import Pipeline, PipelineOptions
 from aiport.gateway.ratelimit import RateLimiter
 from aiport.gateway.resilience import CircuitBreaker, RetryPolicy
+from aiport.gateway.resp import RespLane
 from aiport.gateway.router import Router
 from aiport.gateway.rules import RuleBook
 from aiport.observe.audit import AuditWriter
@@ -30,17 +31,20 @@ class Gateway:
     providers: ProviderRegistry
     rules: RuleBook
     redis: Any | None
+    scripts: Any | None = None  # the lean connection the hot scripts run on (gateway/resp.py)
 
     async def aclose(self) -> None:
         await self.pipeline.admitter.drain()  # settlements still in flight land before Redis closes
         await self.providers.aclose()
+        if self.scripts is not None and self.scripts is not self.redis:
+            await self.scripts.aclose()
         if self.redis is not None:
             await self.redis.aclose()
 
 
 def build_gateway(settings: Settings, sessions: async_sessionmaker[AsyncSession], audit: AuditWriter) -> Gateway:
     catalog = settings.catalog
-    redis = None
+    redis = scripts = None
     ledger: QuotaLedger
     dedupe: IdempotencyStore
     cache: ResponseCache
@@ -53,7 +57,9 @@ def build_gateway(settings: Settings, sessions: async_sessionmaker[AsyncSession]
             settings.redis_url, max_connections=512, timeout=5, socket_connect_timeout=2, socket_timeout=2
         )
         redis = aioredis.Redis(connection_pool=pool)
-        ledger, dedupe, cache = RedisLedger(redis), RedisIdempotencyStore(redis), RedisCache(redis)
+        # the two scripts every controlled call runs go over one lean pipelined connection
+        scripts = RespLane(settings.redis_url) if RespLane.supports(settings.redis_url) else redis
+        ledger, dedupe, cache = RedisLedger(redis, scripts), RedisIdempotencyStore(redis), RedisCache(redis)
     else:
         ledger, dedupe, cache = MemoryLedger(), MemoryIdempotencyStore(), MemoryCache(settings.cache_max_entries)
     rules = RuleBook(sessions, settings.rules_refresh_seconds)
@@ -64,7 +70,7 @@ def build_gateway(settings: Settings, sessions: async_sessionmaker[AsyncSession]
         limiter,
         cache,
         sessions,
-        script=AdmissionScript(redis, limiter) if redis is not None else None,
+        script=AdmissionScript(scripts, limiter) if scripts is not None else None,
         default_output_reservation=settings.default_output_reservation,
         quota_fail_open=settings.quota_fail_open,
     )
@@ -86,4 +92,4 @@ def build_gateway(settings: Settings, sessions: async_sessionmaker[AsyncSession]
         ),
         options=PipelineOptions(settings.idempotency_ttl_seconds, settings.idempotency_wait_seconds),
     )
-    return Gateway(pipeline=pipeline, router=router, providers=providers, rules=rules, redis=redis)
+    return Gateway(pipeline=pipeline, router=router, providers=providers, rules=rules, redis=redis, scripts=scripts)

@@ -193,8 +193,9 @@ return 1
 class RedisLedger:
     """Shared by every gateway process of a deployment."""
 
-    def __init__(self, redis: Any) -> None:
+    def __init__(self, redis: Any, scripts: Any = None) -> None:
         self._redis = redis
+        self._lane = scripts if scripts is not None else redis  # where the scripts run (gateway/resp.py)
         self._script = LuaScript(RESERVE_LUA)
         self._settle = LuaScript(SETTLE_LUA)
         self._seeded: set[str] = set()
@@ -211,7 +212,7 @@ class RedisLedger:
 
     async def reserve(self, charges: list[Charge], seed: Seed) -> Outcome:
         keys, args = await self.prepare(charges, seed)
-        return self.outcome(charges, await self._script(self._redis, keys, args))
+        return self.outcome(charges, await self._script(self._lane, keys, args))
 
     async def prepare(self, charges: list[Charge], seed: Seed) -> tuple[list[str], list[Any]]:
         """Seed windows seen for the first time, then the KEYS and ARGV of the reserve script
@@ -250,4 +251,4 @@ class RedisLedger:
         if also_set is not None:
             keys.append(also_set[0])
             args += [also_set[1], also_set[2]]
-        await self._settle(self._redis, keys, args)
+        await self._settle(self._lane, keys, args)
