@@ -4,6 +4,7 @@ and reserve no quota for a cached answer or a rate-limited call."""
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import AsyncIterator
 
@@ -155,3 +156,33 @@ async def test_a_flushed_script_cache_is_reloaded(
     await client.script_flush()  # type: ignore[attr-defined]  # what a Redis restart does to loaded scripts
     reply = await script.run(limiter.redis_layout([check]), None, ([], []))
     assert limiter.verdict([check], reply.windows, reply.rate_refused).headers["x-ratelimit-remaining-requests"] == "8"
+
+
+async def test_a_new_window_is_seeded_once_however_many_calls_arrive_together(
+    parts: tuple[RateLimiter, RedisLedger, AdmissionScript, object],
+) -> None:
+    """The durable total is one database query per window and process, not one per call
+    that arrives before the first seed is done (a burst at startup would query 200 times)."""
+    _, ledger, _, _ = parts
+    seeds: list[str] = []
+
+    async def slow_seed(rule: QuotaRule, *_: object) -> float:
+        seeds.append(rule.id)
+        await asyncio.sleep(0.05)
+        return 42.0
+
+    charge = _charge(1000, 10)
+    await asyncio.gather(*(ledger.prepare([charge], slow_seed) for _ in range(50)))
+    assert seeds == [charge.rule.id]
+    assert (await ledger.reserve([_charge_again(charge, 0)], slow_seed)).used == [42.0]
+
+    failing = _charge(1000, 10)
+
+    async def broken_seed(*_: object) -> float:
+        await asyncio.sleep(0.02)
+        raise RuntimeError("database down")
+
+    results = await asyncio.gather(*(ledger.prepare([failing], broken_seed) for _ in range(5)), return_exceptions=True)
+    assert all(isinstance(r, RuntimeError) for r in results)  # every waiter hears of the failure
+    await ledger.prepare([failing], slow_seed)  # and the next call seeds afresh
+    assert seeds[-1] == failing.rule.id

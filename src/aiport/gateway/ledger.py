@@ -9,6 +9,7 @@ a window is first seen, so a restart or a new Redis loses nothing.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -199,16 +200,41 @@ class RedisLedger:
         self._script = LuaScript(RESERVE_LUA)
         self._settle = LuaScript(SETTLE_LUA)
         self._seeded: set[str] = set()
+        self._seeding: dict[str, asyncio.Future[None]] = {}
 
     async def _ensure(self, key: str, rule: QuotaRule, start: datetime, end: datetime, ttl: int, seed: Seed) -> None:
+        """Start a window's counter from the durable total, once per process: calls that
+        arrive while it is being seeded wait for that seed instead of querying again."""
         if key in self._seeded:
             return
-        if not await self._redis.exists(key):
-            value = await seed(rule, start, end)
-            await self._redis.set(key, repr(float(value)), nx=True, ex=ttl)
+        pending = self._seeding.get(key)
+        if pending is not None and not pending.done():
+            try:
+                await asyncio.shield(pending)
+                return
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if not pending.cancelled() or (task is not None and task.cancelling()):
+                    raise  # this call itself was cancelled
+            return await self._ensure(key, rule, start, end, ttl, seed)  # its caller went away: seed here
+        pending = self._seeding[key] = asyncio.get_running_loop().create_future()
+        try:
+            if not await self._redis.exists(key):
+                value = await seed(rule, start, end)
+                await self._redis.set(key, repr(float(value)), nx=True, ex=ttl)
+        except Exception as exc:
+            pending.set_exception(exc)
+            pending.exception()  # retrieved: the waiters re-raise it
+            raise
+        except BaseException:
+            pending.cancel()
+            raise
+        finally:
+            self._seeding.pop(key, None)
         if len(self._seeded) > 50_000:
             self._seeded.clear()
         self._seeded.add(key)
+        pending.set_result(None)
 
     async def reserve(self, charges: list[Charge], seed: Seed) -> Outcome:
         keys, args = await self.prepare(charges, seed)
