@@ -1,8 +1,8 @@
 """The identify stage for programs: API keys.
 
 Keys are `aip_` + 43 url-safe random chars (256 bits), shown once. Only their SHA-256 is
-stored, with a visible prefix for humans. Verified keys are cached to keep the database
-off the hot path. Revocations through this process clear the cache at once; a watcher
+stored, with a visible prefix for humans. Verified keys are cached (gateway/renewing.py)
+to keep the database off the hot path. Revocations through this process clear the cache at once; a watcher
 polls one cheap fingerprint query (revoked keys, inactive users) every
 `revocation_poll_seconds` so revocations made by the CLI or another replica also clear it.
 """
@@ -14,7 +14,6 @@ import contextlib
 import hashlib
 import logging
 import secrets
-import time
 from typing import Any
 
 from sqlalchemy import func, select
@@ -22,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from aiport.domain.errors import Unauthenticated
 from aiport.domain.principal import Principal
+from aiport.gateway.renewing import RenewingCache
 from aiport.store.apps import AppKey
 from aiport.store.models import ApiKey, TeamMember, User
 
@@ -61,7 +61,7 @@ class KeyAuthenticator:
     def __init__(self, sessions: async_sessionmaker[AsyncSession], cache_seconds: float = 60.0) -> None:
         self._sessions = sessions
         self._cache_seconds = cache_seconds
-        self._cache: dict[str, tuple[Principal, float]] = {}
+        self._cache: RenewingCache[str, Principal] = RenewingCache(self._lookup, cache_seconds, what="API keys")
         self._fingerprint: Any = None
         self._watcher: asyncio.Task[None] | None = None
 
@@ -101,24 +101,14 @@ class KeyAuthenticator:
     async def authenticate(self, key: str) -> Principal:
         if not key.startswith(KEY_PREFIX) or len(key) > 200:
             raise Unauthenticated("Incorrect API key provided. aiport keys start with 'aip_'.")
-        digest = hash_key(key)
-        hit = self._cache.get(digest)
-        now = time.monotonic()
-        if hit is not None and hit[1] > now:
-            return hit[0]
-        principal = await self._lookup(digest)
+        principal = await self._cache.get(hash_key(key))
         if principal is None:
-            self._cache.pop(digest, None)
             raise Unauthenticated("Incorrect API key provided, or the key was revoked.")
-        if self._cache_seconds > 0:
-            if len(self._cache) > 100_000:
-                self._cache.clear()
-            self._cache[digest] = (principal, now + self._cache_seconds)
         return principal
 
     def invalidate(self) -> None:
         """Forget every cached key: called after a revocation or a user deactivation."""
-        self._cache.clear()
+        self._cache.invalidate()
 
     async def _lookup(self, digest: str) -> Principal | None:
         async with self._sessions() as session:
