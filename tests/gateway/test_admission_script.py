@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from limits import RateLimitItemPerMinute
@@ -14,6 +15,7 @@ from limits.aio.strategies import SlidingWindowCounterRateLimiter
 
 from aiport.gateway.admission_script import AdmissionScript
 from aiport.gateway.ledger import Charge, RedisLedger, window_for
+from aiport.gateway.lua import LuaScript
 from aiport.gateway.ratelimit import RateCheck, RateLimiter
 from aiport.gateway.resp import RespLane
 from aiport.gateway.rules import QuotaRule, RateRule
@@ -186,3 +188,54 @@ async def test_a_new_window_is_seeded_once_however_many_calls_arrive_together(
     assert all(isinstance(r, RuntimeError) for r in results)  # every waiter hears of the failure
     await ledger.prepare([failing], slow_seed)  # and the next call seeds afresh
     assert seeds[-1] == failing.rule.id
+
+
+@pytest.mark.parametrize(
+    "setup",
+    [
+        {},  # a first hit: the counter is created
+        {"current": ("4", 100_000)},  # a counter of this window
+        {"previous": ("5", 30_000), "current": ("3", 90_000)},  # a previous window, weighted
+        {"current": ("7", 30_000)},  # the current window ended: limits shifts it to the previous
+    ],
+)
+async def test_the_window_after_a_hit_is_what_limits_reads_back(
+    parts: tuple[RateLimiter, RedisLedger, AdmissionScript, object], setup: dict[str, tuple[str, int]]
+) -> None:
+    """The acquire script returns the window it read (saving a second read per check);
+    it must be exactly what `limits`' own window script reads right after the hit."""
+    limiter, _, _, client = parts
+    assert "rl_acquire(KEYS, ARGV) then" not in limiter.lua_functions()  # the patched script, not the fallback
+    probe = LuaScript(
+        limiter.lua_functions()
+        + "local w = rl_acquire_window(KEYS, ARGV)\nlocal r = rl_window(KEYS, {ARGV[2]})\nreturn {w, r}\n"
+    )
+    previous, current = limiter.redis_layout([_check(secrets.token_hex(4), "requests", 1000, 2)])[0]
+    for name, key in (("previous", previous), ("current", current)):
+        if name in setup:
+            value, ttl_ms = setup[name]
+            await client.set(key, value, px=ttl_ms)  # type: ignore[attr-defined]
+    after_hit, read_back = await probe(client, [previous, current], [1000, 60, 2])
+
+    def normal(row: list[Any]) -> list[int]:
+        return [max(int(v or 0), 0) for v in row]
+
+    assert normal(after_hit)[0::2] == normal(read_back)[0::2]  # the counts
+    for ttl_after_hit, ttl_read in zip(normal(after_hit)[1::2], normal(read_back)[1::2], strict=True):
+        assert abs(ttl_after_hit - ttl_read) <= 5  # the TTLs, a few ms apart
+
+
+async def test_an_unfamiliar_acquire_script_falls_back_to_reading_the_window(
+    parts: tuple[RateLimiter, RedisLedger, AdmissionScript, object], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    limiter, _, _, _ = parts
+    monkeypatch.setattr("aiport.gateway.ratelimit._ACQUIRE_READS", ("a_local_limits_does_not_have",))
+    assert "rl_acquire(KEYS, ARGV) then" in limiter.lua_functions()
+    script = AdmissionScript(parts[2]._redis, limiter)  # type: ignore[attr-defined]
+    check = _check(secrets.token_hex(4), "requests", 3, 1)
+    remaining = []
+    for _ in range(4):
+        reply = await script.run(limiter.redis_layout([check]), None, ([], []))
+        verdict = limiter.verdict([check], reply.windows, reply.rate_refused)
+        remaining.append((verdict.refused is None, verdict.headers["x-ratelimit-remaining-requests"]))
+    assert remaining == [(True, "2"), (True, "1"), (True, "0"), (False, "0")]

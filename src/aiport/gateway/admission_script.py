@@ -29,8 +29,9 @@ local windows = {}
 local k, a = 1, 4
 for i = 1, nrate do
   local pair = {KEYS[k], KEYS[k + 1]}
-  local ok = rl_acquire(pair, {ARGV[a], ARGV[a + 1], ARGV[a + 2]})
-  local w = rl_window(pair, {ARGV[a + 1]})
+  local w = rl_acquire_window(pair, {ARGV[a], ARGV[a + 1], ARGV[a + 2]})
+  local ok = w ~= false
+  if not ok then w = rl_window(pair, {ARGV[a + 1]}) end
   windows[i] = {w[1] or 0, w[2] or 0, w[3] or 0, w[4] or 0}
   if not ok then return {windows, i, false, false} end
   k = k + 2

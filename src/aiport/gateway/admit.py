@@ -13,6 +13,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -286,7 +287,13 @@ def _quota_headers(headers: dict[str, str], charges: list[Charge], used: list[fl
         left, c = tightest
         headers["x-ratelimit-limit-quota-tokens"] = str(int(c.rule.limit))
         headers["x-ratelimit-remaining-quota-tokens"] = str(max(int(left), 0))
-        headers["x-ratelimit-reset-quota-tokens"] = c.window.end.strftime("%Y-%m-%dT%H:%M:%SZ")
+        headers["x-ratelimit-reset-quota-tokens"] = _timestamp(c.window.end)
+
+
+@lru_cache(maxsize=1024)
+def _timestamp(when: datetime) -> str:
+    """A window's end as the header shows it (a window ends at the same time for all its calls)."""
+    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _quota_refusal(charge: Charge, used: float, headers: dict[str, str]) -> RateLimited:

@@ -43,15 +43,16 @@ def encode(value: Any) -> bytes:
 
 
 def pack(args: tuple[Any, ...]) -> bytes:
+    """One command in RESP. The usual command (text and numbers, ASCII: every key and
+    argument of the gateway's scripts) is formatted as one string and encoded once."""
+    texts = [a if type(a) is str else repr(a) if type(a) is int or type(a) is float else None for a in args]
+    if None not in texts:
+        command = "".join([f"${len(t)}\r\n{t}\r\n" for t in texts])  # type: ignore[arg-type]
+        if command.isascii():  # then characters are bytes, and the lengths above are right
+            return f"*{len(args)}\r\n{command}".encode()
     parts = [b"*%d\r\n" % len(args)]
     for arg in args:
-        kind = type(arg)  # the common types first, without a call per argument
-        if kind is str:
-            data = arg.encode()
-        elif kind is int or kind is float:
-            data = repr(arg).encode()
-        else:
-            data = encode(arg)
+        data = encode(arg)
         parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
     return b"".join(parts)
 
