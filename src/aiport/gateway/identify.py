@@ -2,8 +2,8 @@
 
 Keys are `aip_` + 43 url-safe random chars (256 bits), shown once. Only their SHA-256 is
 stored, with a visible prefix for humans. Verified keys are cached (gateway/renewing.py)
-to keep the database off the hot path. Revocations through this process clear the cache at once; a watcher
-polls one cheap fingerprint query (revoked keys, inactive users) every
+to keep the database off the hot path. Revocations through this process clear the cache
+at once; a watcher polls one cheap fingerprint query (revoked keys, inactive users) every
 `revocation_poll_seconds` so revocations made by the CLI or another replica also clear it.
 """
 

@@ -200,41 +200,35 @@ class RedisLedger:
         self._script = LuaScript(RESERVE_LUA)
         self._settle = LuaScript(SETTLE_LUA)
         self._seeded: set[str] = set()
-        self._seeding: dict[str, asyncio.Future[None]] = {}
+        self._seeding: dict[str, asyncio.Future[None]] = {}  # windows being seeded
 
     async def _ensure(self, key: str, rule: QuotaRule, start: datetime, end: datetime, ttl: int, seed: Seed) -> None:
         """Start a window's counter from the durable total, once per process: calls that
-        arrive while it is being seeded wait for that seed instead of querying again."""
+        arrive while it is being seeded wait for that one seed instead of querying again."""
         if key in self._seeded:
             return
-        pending = self._seeding.get(key)
-        if pending is not None and not pending.done():
-            try:
-                await asyncio.shield(pending)
-                return
-            except asyncio.CancelledError:
-                task = asyncio.current_task()
-                if not pending.cancelled() or (task is not None and task.cancelling()):
-                    raise  # this call itself was cancelled
-            return await self._ensure(key, rule, start, end, ttl, seed)  # its caller went away: seed here
-        pending = self._seeding[key] = asyncio.get_running_loop().create_future()
-        try:
-            if not await self._redis.exists(key):
-                value = await seed(rule, start, end)
-                await self._redis.set(key, repr(float(value)), nx=True, ex=ttl)
-        except Exception as exc:
-            pending.set_exception(exc)
-            pending.exception()  # retrieved: the waiters re-raise it
-            raise
-        except BaseException:
-            pending.cancel()
-            raise
-        finally:
-            self._seeding.pop(key, None)
+        task = self._seeding.get(key)
+        if task is None or task.get_loop() is not asyncio.get_running_loop():
+            task = self._seeding[key] = asyncio.ensure_future(self._seed_window(key, rule, start, end, ttl, seed))
+            task.add_done_callback(lambda done: self._seeded_or_not(key, done))
+        await asyncio.shield(task)  # a caller that goes away leaves the seed running for the others
+
+    async def _seed_window(
+        self, key: str, rule: QuotaRule, start: datetime, end: datetime, ttl: int, seed: Seed
+    ) -> None:
+        if not await self._redis.exists(key):
+            value = await seed(rule, start, end)
+            await self._redis.set(key, repr(float(value)), nx=True, ex=ttl)
         if len(self._seeded) > 50_000:
             self._seeded.clear()
         self._seeded.add(key)
-        pending.set_result(None)
+
+    def _seeded_or_not(self, key: str, task: asyncio.Future[None]) -> None:
+        """A finished seed leaves the table; a failed one is tried again by the next call."""
+        if self._seeding.get(key) is task:
+            del self._seeding[key]
+        if not task.cancelled():
+            task.exception()  # retrieved: the callers waiting on it re-raise it
 
     async def reserve(self, charges: list[Charge], seed: Seed) -> Outcome:
         keys, args = await self.prepare(charges, seed)
