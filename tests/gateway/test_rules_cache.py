@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from collections.abc import Iterator
 
+import pytest
 from sqlalchemy import delete
 
 from aiport.gateway.rules import OrgRules, RuleBook
@@ -49,6 +51,14 @@ async def _drop_quotas(gateway: Gateway, subject: str) -> None:
         await s.execute(delete(Quota).where(Quota.subject_id == subject))
 
 
+@pytest.fixture
+def subject(embedded_gateway: Gateway) -> Iterator[tuple[str, str]]:
+    """The admin's org and a fresh user id to add quotas for; the quotas are dropped after."""
+    subject = f"u_{secrets.token_hex(4)}"
+    yield _org_of_admin(embedded_gateway), subject
+    embedded_gateway.server.run(_drop_quotas(embedded_gateway, subject))
+
+
 def test_a_burst_loads_the_rules_once(embedded_gateway: Gateway) -> None:
     org_id = _org_of_admin(embedded_gateway)
     book = CountingBook(embedded_gateway.runtime.sessions, refresh_seconds=60)
@@ -62,14 +72,16 @@ def test_a_burst_loads_the_rules_once(embedded_gateway: Gateway) -> None:
     assert all(a is answers[0] for a in answers)
 
 
-def test_an_entry_past_half_its_age_is_renewed_behind_the_calls(embedded_gateway: Gateway) -> None:
+def test_an_entry_past_half_its_age_is_renewed_behind_the_calls(
+    embedded_gateway: Gateway, subject: tuple[str, str]
+) -> None:
     gw = embedded_gateway
-    org_id, subject = _org_of_admin(gw), f"u_{secrets.token_hex(4)}"
+    org_id, user = subject
     book = CountingBook(gw.runtime.sessions, refresh_seconds=1.0)
 
     async def scenario() -> None:
         before = await book.for_org(org_id)
-        await _add_quota(gw, org_id, subject)
+        await _add_quota(gw, org_id, user)
         await asyncio.sleep(0.55)  # past half its age, not expired
         book.delay = 0.1
         started = asyncio.get_running_loop().time()
@@ -78,38 +90,32 @@ def test_an_entry_past_half_its_age_is_renewed_behind_the_calls(embedded_gateway
         assert all(a is before for a in answers)
         await asyncio.sleep(0.25)  # the one renewal has landed, before the entry expired
         assert book.loads == 2
-        assert any(q.subject_id == subject for q in (await book.for_org(org_id)).quotas)
+        assert any(q.subject_id == user for q in (await book.for_org(org_id)).quotas)
 
-    try:
-        gw.server.run(scenario())
-    finally:
-        gw.server.run(_drop_quotas(gw, subject))
+    gw.server.run(scenario())
 
 
-def test_an_expired_entry_is_never_answered(embedded_gateway: Gateway) -> None:
+def test_an_expired_entry_is_never_answered(embedded_gateway: Gateway, subject: tuple[str, str]) -> None:
     """After an idle spell, a change made by another process applies to the very next call."""
     gw = embedded_gateway
-    org_id, subject = _org_of_admin(gw), f"u_{secrets.token_hex(4)}"
+    org_id, user = subject
     book = CountingBook(gw.runtime.sessions, refresh_seconds=0.1)
 
     async def scenario() -> None:
         await book.for_org(org_id)
-        await _add_quota(gw, org_id, subject)
+        await _add_quota(gw, org_id, user)
         await asyncio.sleep(0.15)
         book.delay = 0.05
         answers = await asyncio.gather(*(book.for_org(org_id) for _ in range(20)))
-        assert all(any(q.subject_id == subject for q in a.quotas) for a in answers)
+        assert all(any(q.subject_id == user for q in a.quotas) for a in answers)
         assert book.loads == 2
 
-    try:
-        gw.server.run(scenario())
-    finally:
-        gw.server.run(_drop_quotas(gw, subject))
+    gw.server.run(scenario())
 
 
-def test_a_load_started_before_an_invalidate_is_not_kept(embedded_gateway: Gateway) -> None:
+def test_a_load_started_before_an_invalidate_is_not_kept(embedded_gateway: Gateway, subject: tuple[str, str]) -> None:
     gw = embedded_gateway
-    org_id, subject = _org_of_admin(gw), f"u_{secrets.token_hex(4)}"
+    org_id, user = subject
     book = CountingBook(gw.runtime.sessions, refresh_seconds=0.4)
 
     async def scenario() -> None:
@@ -118,18 +124,15 @@ def test_a_load_started_before_an_invalidate_is_not_kept(embedded_gateway: Gatew
         book.delay = 0.2
         await book.for_org(org_id)  # starts a slow background refresh (reads before the change)
         await asyncio.sleep(0.05)
-        await _add_quota(gw, org_id, subject)
+        await _add_quota(gw, org_id, user)
         book.invalidate(org_id)  # what the admin API does after the change
         book.delay = 0.0
         after = await book.for_org(org_id)
-        assert any(q.subject_id == subject for q in after.quotas)
+        assert any(q.subject_id == user for q in after.quotas)
         await asyncio.sleep(0.3)  # the old refresh finishes: it must not replace the newer rules
-        assert any(q.subject_id == subject for q in (await book.for_org(org_id)).quotas)
+        assert any(q.subject_id == user for q in (await book.for_org(org_id)).quotas)
 
-    try:
-        gw.server.run(scenario())
-    finally:
-        gw.server.run(_drop_quotas(gw, subject))
+    gw.server.run(scenario())
 
 
 def test_a_failing_refresh_keeps_the_last_rules(embedded_gateway: Gateway) -> None:
