@@ -70,6 +70,14 @@ class _Protocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's transports are not asyncio.Transport
 
+    def send(self, args: tuple[Any, ...]) -> asyncio.Future[Any]:
+        """Write one command; its reply will complete the returned future."""
+        assert self.transport is not None
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.transport.write(pack(args))
+        self.waiting.append((future, time.monotonic()))
+        return future
+
     def data_received(self, data: bytes) -> None:
         self._reader.feed(data)
         waiting = self.waiting
@@ -157,10 +165,7 @@ class RespLane:
         proto = self._proto
         if proto is None or self._loop is not loop:
             proto = await self._connect(loop)
-        future: asyncio.Future[Any] = loop.create_future()
-        assert proto.transport is not None
-        proto.transport.write(pack(args))
-        proto.waiting.append((future, time.monotonic()))
+        future = proto.send(args)
         if not self._watching:
             self._watching = True
             loop.call_later(self._timeout, self._watch)
@@ -226,13 +231,7 @@ class RespLane:
             greeting.append(("AUTH", self._username, self._password) if self._username else ("AUTH", self._password))
         if self._db:
             greeting.append(("SELECT", self._db))
-        replies = []
-        for command in greeting:
-            future: asyncio.Future[Any] = loop.create_future()
-            assert proto.transport is not None
-            proto.transport.write(pack(command))
-            proto.waiting.append((future, time.monotonic()))
-            replies.append(future)
+        replies = [proto.send(command) for command in greeting]
         try:
             for future in replies:
                 await future
