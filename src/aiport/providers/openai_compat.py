@@ -1,22 +1,21 @@
 """Any OpenAI-compatible server (OpenAI, vLLM, Ollama, llama-server, ...) by base URL and key.
 
-aiohttp + orjson rather than the openai SDK (httpx): on the gateway's hot path httpx costs
-~1.6 ms of CPU per request against aiohttp's ~0.15 ms (bench/upstream_client.py, numbers in
-docs/benchmarks.md), and we only relay.
+A lean HTTP/1.1 client (providers/http1.py) + orjson rather than the openai SDK (httpx) or
+aiohttp: we only relay, and on the gateway's hot path the CPU per call is httpx ~1.6 ms,
+aiohttp ~0.5 ms, the lean client ~0.1 ms (bench/upstream_client.py, docs/benchmarks.md).
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-import aiohttp
 import orjson
 
 from aiport.config import ModelConfig, ProviderConfig
 from aiport.domain.chat import ChatRequest, Completion, Delta, Usage
 from aiport.domain.errors import GatewayError, InvalidRequest, RateLimited, UpstreamError, UpstreamTimeout
+from aiport.providers.http1 import HTTPTransportError, LeanHTTPClient
 
 _MAX_LINE = 8 * 1024 * 1024
 
@@ -27,31 +26,16 @@ class OpenAICompatProvider:
             raise ValueError(f"provider {name!r}: openai_compat needs base_url")
         self.name = name
         self._stream_usage = bool(config.options.get("stream_usage", True))
-        headers = {"content-type": "application/json"}
+        headers = {"content-type": "application/json", "user-agent": "aiport"}
         key = config.resolved_api_key()
         if key:
             headers["authorization"] = f"Bearer {key}"
-        self._base_url = config.base_url.rstrip("/")
-        self._headers = headers
-        self._timeout = aiohttp.ClientTimeout(
-            total=None, connect=config.connect_timeout_seconds, sock_read=config.timeout_seconds
+        self._http = LeanHTTPClient(
+            config.base_url.rstrip("/"),
+            headers,
+            connect_timeout=config.connect_timeout_seconds,
+            read_timeout=config.timeout_seconds,
         )
-        self._session: aiohttp.ClientSession | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-
-    def _client(self) -> aiohttp.ClientSession:
-        """One pooled session per event loop, made inside the running loop on first use
-        (a Celery worker may run jobs on a fresh loop each time)."""
-        loop = asyncio.get_running_loop()
-        if self._session is None or self._session.closed or self._loop is not loop:
-            self._loop = loop
-            self._session = aiohttp.ClientSession(
-                headers=self._headers,
-                timeout=self._timeout,
-                connector=aiohttp.TCPConnector(limit=1000, keepalive_timeout=30),
-                read_bufsize=_MAX_LINE,  # SSE lines (long tool-call arguments) up to this size
-            )
-        return self._session
 
     def _body(self, request: ChatRequest, model: ModelConfig, stream: bool) -> bytes:
         body: dict[str, Any] = {"model": model.upstream, "messages": request.messages, **request.params}
@@ -62,9 +46,8 @@ class OpenAICompatProvider:
         return orjson.dumps(body)
 
     async def complete(self, request: ChatRequest, model: ModelConfig) -> Completion:
-        url = self._base_url + "/chat/completions"
         try:
-            async with self._client().post(url, data=self._body(request, model, False)) as response:
+            async with self._http.post("/chat/completions", self._body(request, model, False)) as response:
                 content = await response.read()
                 if response.status >= 400:
                     raise self._error(response.status, content, response.headers)
@@ -72,7 +55,7 @@ class OpenAICompatProvider:
             raise
         except TimeoutError as exc:
             raise UpstreamTimeout(f"The provider '{self.name}' did not answer in time.") from exc
-        except aiohttp.ClientError as exc:
+        except HTTPTransportError as exc:
             raise UpstreamError(f"Could not reach the provider '{self.name}': {_describe(exc)}") from exc
         try:
             data = orjson.loads(content)
@@ -91,14 +74,13 @@ class OpenAICompatProvider:
 
     async def stream(self, request: ChatRequest, model: ModelConfig) -> AsyncIterator[Delta]:
         body = self._body(request, model, True)
-        url = self._base_url + "/chat/completions"
         try:
-            async with self._client().post(url, data=body) as response:
+            async with self._http.post("/chat/completions", body) as response:
                 if response.status >= 400:
                     raise self._error(response.status, await response.read(), response.headers)
                 finish: str | None = None
                 usage: Usage | None = None
-                async for raw in response.content:
+                async for raw in response.lines(_MAX_LINE):
                     if not raw.startswith(b"data:"):
                         continue
                     payload = raw[5:].strip()
@@ -127,7 +109,7 @@ class OpenAICompatProvider:
             raise
         except TimeoutError as exc:
             raise UpstreamTimeout(f"The provider '{self.name}' stopped answering (timeout).") from exc
-        except aiohttp.ClientError as exc:
+        except HTTPTransportError as exc:
             raise UpstreamError(f"The stream from provider '{self.name}' broke: {_describe(exc)}") from exc
 
     def _error(self, status: int, content: bytes, headers: Mapping[str, str]) -> GatewayError:
@@ -152,9 +134,7 @@ class OpenAICompatProvider:
         return UpstreamError(f"The provider '{self.name}' failed with HTTP {status}: {detail}")
 
     async def aclose(self) -> None:
-        if self._session is not None and self._loop is asyncio.get_running_loop():
-            await self._session.close()
-        self._session = None
+        await self._http.aclose()
 
 
 def _describe(exc: BaseException) -> str:
