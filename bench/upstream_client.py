@@ -1,6 +1,7 @@
 """CPU per request of the upstream HTTP client choices for the openai_compat provider.
 
-Why aiport relays with aiohttp: the same small chat completion, sent N times at a fixed
+Why aiport relays with its own lean client (providers/http1.py) rather than httpx (the
+openai SDK's) or aiohttp: the same small chat completion, sent N times at a fixed
 concurrency to bench/fake_upstream.py, timed by this process's own CPU seconds.
 
     .venv/bin/python bench/fake_upstream.py --port 9177 --duration 120 &
@@ -18,6 +19,8 @@ from collections.abc import Awaitable, Callable
 import aiohttp
 import httpx
 import orjson
+
+from aiport.providers.http1 import LeanHTTPClient
 
 BODY = orjson.dumps({"model": "m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 32})
 HEADERS = {"content-type": "application/json"}
@@ -44,6 +47,7 @@ async def main(url: str, n: int, concurrency: int, rounds: int) -> None:
     target = url.rstrip("/") + "/v1/chat/completions"
     hx = httpx.AsyncClient(limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200))
     session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1000))
+    lean = LeanHTTPClient(url.rstrip("/") + "/v1", HEADERS, connect_timeout=5, read_timeout=120)
 
     async def via_httpx() -> None:
         orjson.loads((await hx.post(target, content=BODY, headers=HEADERS)).content)
@@ -52,16 +56,25 @@ async def main(url: str, n: int, concurrency: int, rounds: int) -> None:
         async with session.post(target, data=BODY, headers=HEADERS) as response:
             orjson.loads(await response.read())
 
+    async def via_lean() -> None:
+        async with lean.post("/chat/completions", BODY) as response:
+            orjson.loads(await response.read())
+
     print(f"| client | CPU per request, ms | req/s (one core, {concurrency} in flight) |\n|---|---|---|")
     try:
         for _ in range(rounds):
-            for name, send in (("httpx 0.28", via_httpx), ("aiohttp", via_aiohttp)):
+            for name, send in (
+                (f"httpx {httpx.__version__}", via_httpx),
+                (f"aiohttp {aiohttp.__version__}", via_aiohttp),
+                ("aiport lean (http1.py)", via_lean),
+            ):
                 await _measure(send, n // 4, concurrency)  # warm the pool
                 ms, rps = await _measure(send, n, concurrency)
                 print(f"| {name} | {ms:.3f} | {rps:,.0f} |")
     finally:
         await hx.aclose()
         await session.close()
+        await lean.aclose()
 
 
 if __name__ == "__main__":

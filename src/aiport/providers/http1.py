@@ -42,7 +42,7 @@ class _Connection(asyncio.Protocol):
     """One kept-alive connection: feeds bytes to the parser and wakes the one reader."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, read_timeout: float | None) -> None:
-        self._loop = loop
+        self.loop = self._loop = loop
         self._read_timeout = read_timeout
         self._parser = httptools.HttpResponseParser(self)
         self._transport: asyncio.Transport | None = None
@@ -383,8 +383,9 @@ class LeanHTTPClient:
         return conn
 
     def _release(self, conn: _Connection) -> None:
-        if conn.reusable() and self._loop is not None and len(self._idle) < self._max_idle:
-            conn.park(self._loop.time())
+        loop = self._loop
+        if conn.reusable() and conn.loop is loop and loop is not None and len(self._idle) < self._max_idle:
+            conn.park(loop.time())
             self._idle.append(conn)
         else:
             conn.close()
