@@ -78,6 +78,34 @@ def test_revocations_made_elsewhere_are_noticed(gateway: Gateway) -> None:
     raise AssertionError("a deactivated user's key still worked 3 s later")
 
 
+def test_role_changes_made_elsewhere_are_noticed(gateway: Gateway) -> None:
+    """Promoting and demoting a user straight in the database (the CLI, another replica):
+    the cached key carries the role, so the watcher must clear it within a poll or two."""
+    email = "mina@demo.aiport.local"
+    key = _member_key(gateway, email)
+
+    async def set_role(role: str) -> None:
+        async with gateway.runtime.sessions() as s, s.begin():
+            (await s.execute(select(User).where(User.email == email))).scalar_one().role = role
+
+    def admin_api_status(expected: int) -> int:
+        deadline = time.monotonic() + 3
+        with gateway.client(key) as c:
+            while True:
+                status = c.get("/api/admin/keys").status_code
+                if status == expected or time.monotonic() > deadline:
+                    return status
+                time.sleep(0.05)
+
+    assert admin_api_status(403) == 403  # a member; the key is cached now
+    gateway.server.run(set_role("admin"))
+    try:
+        assert admin_api_status(200) == 200
+    finally:
+        gateway.server.run(set_role("member"))
+    assert admin_api_status(403) == 403
+
+
 def test_members_cannot_use_admin_api(gateway: Gateway) -> None:
     key = _member_key(gateway)
     with gateway.client(key) as c:

@@ -3,8 +3,9 @@
 Keys are `aip_` + 43 url-safe random chars (256 bits), shown once. Only their SHA-256 is
 stored, with a visible prefix for humans. Verified keys are cached (gateway/renewing.py)
 to keep the database off the hot path. Revocations through this process clear the cache
-at once; a watcher polls one cheap fingerprint query (revoked keys, inactive users) every
-`revocation_poll_seconds` so revocations made by the CLI or another replica also clear it.
+at once; a watcher polls a cheap fingerprint (revoked keys, users per role and state, team
+memberships) every `revocation_poll_seconds`, so revocations, deactivations and role or
+membership changes made by the CLI or another replica also clear it.
 """
 
 from __future__ import annotations
@@ -89,14 +90,25 @@ class KeyAuthenticator:
             await asyncio.sleep(interval)
 
     async def _revocation_fingerprint(self) -> tuple[Any, ...]:
+        """What a cached Principal depends on, in a few aggregate rows: revoked keys, users
+        per (role, active) and team memberships. A revocation, a deactivation, a promotion or
+        demotion and a membership added or removed all change it; two changes that cancel
+        out within one poll (two users swapping roles) are left to the cache's lifetime."""
         async with self._sessions() as session:
             keys = (
                 await session.execute(
                     select(func.count(), func.max(ApiKey.revoked_at)).where(ApiKey.revoked_at.is_not(None))
                 )
             ).one()
-            users = (await session.execute(select(func.count()).where(User.is_active.is_(False)))).scalar_one()
-        return (*keys, users)
+            users = (
+                await session.execute(
+                    select(User.role, User.is_active, func.count())
+                    .group_by(User.role, User.is_active)
+                    .order_by(User.role, User.is_active)
+                )
+            ).all()
+            members = (await session.execute(select(func.count()).select_from(TeamMember))).scalar_one()
+        return (*keys, *(tuple(row) for row in users), members)
 
     async def authenticate(self, key: str) -> Principal:
         if not key.startswith(KEY_PREFIX) or len(key) > 200:
