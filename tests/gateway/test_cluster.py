@@ -4,6 +4,7 @@ rate limits, idempotency and the cache hold across processes, not per process.""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -17,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.apps.harness import simple_app
 from tests.conftest import write_catalog
 from tests.support.fake_openai import FakeOpenAI
 from tests.support.postgres import create_database, drop_database
@@ -182,3 +184,34 @@ def test_a_cached_answer_from_one_process_is_a_hit_on_the_other(cluster: Cluster
     assert second.json()["choices"][0]["message"]["content"] == first.json()["choices"][0]["message"]["content"]
     assert fake_upstream.calls_with("cluster cache question") == 1
     del body
+
+
+def test_a_stop_sent_to_one_process_ends_a_run_streamed_by_the_other(cluster: Cluster) -> None:
+    """The chat UI's Stop lands on whichever process the load balancer picks."""
+    auth = {"authorization": f"Bearer {cluster.admin_key}"}
+    definition = simple_app("cluster-slow", model="slowstream")
+    created = httpx.post(cluster.urls[0] + "/api/apps", json={"definition": definition, "publish": True}, headers=auth)
+    assert created.status_code == 201, created.text
+    events: list[dict[str, Any] | str] = []
+    with httpx.Client(headers=auth, timeout=30) as client:
+        run = {"inputs": {"topic": "x"}, "stream": True}
+        with client.stream("POST", cluster.urls[0] + "/api/apps/cluster-slow/runs", json=run) as response:
+            lines = (line[6:] for line in response.iter_lines() if line.startswith("data: "))
+            header = json.loads(next(lines))
+            conversation = header["conversation_id"]
+            events.append(json.loads(next(lines)))  # the first words arrived
+            stopped = client.post(f"{cluster.urls[1]}/api/conversations/{conversation}/stop")
+            assert stopped.status_code == 200 and stopped.json()["stopped"] is True, stopped.text
+            events.extend(data if data == "[DONE]" else json.loads(data) for data in lines)
+        end = next(e for e in events if isinstance(e, dict) and e.get("object") == "app.run.end")
+        assert end["status"] == "stopped" and events[-1] == "[DONE]"
+        words = [e for e in events if isinstance(e, dict) and e.get("object") == "chat.completion.chunk"]
+        assert len(words) < 45  # 50 words 100 ms apart: stopped well before the end
+        # the run is over everywhere: a second stop, on either process, finds nothing
+        deadline = time.monotonic() + 3
+        while client.post(f"{cluster.urls[1]}/api/conversations/{conversation}/stop").json()["stopped"]:
+            assert time.monotonic() < deadline, "the finished run stayed registered"
+            time.sleep(0.05)
+        assert client.post(f"{cluster.urls[0]}/api/conversations/{conversation}/stop").json()["stopped"] is False
+        answer = client.get(f"{cluster.urls[1]}/api/conversations/{conversation}").json()["messages"][-1]
+        assert answer["status"] == "stopped" and answer["content"].startswith("w0")

@@ -225,30 +225,6 @@ async def finish_run(sessions: async_sessionmaker[AsyncSession], prepared: Prepa
     return message
 
 
-class ActiveRuns:
-    """Streaming runs of this process, by conversation, so `stop` can end them."""
-
-    def __init__(self) -> None:
-        self._runs: dict[str, PreparedRun] = {}
-
-    def add(self, prepared: PreparedRun) -> None:
-        self._runs[prepared.conversation.id] = prepared
-
-    def discard(self, prepared: PreparedRun) -> None:
-        if self._runs.get(prepared.conversation.id) is prepared:
-            del self._runs[prepared.conversation.id]
-
-    def stop(self, conversation_id: str) -> bool:
-        prepared = self._runs.get(conversation_id)
-        if prepared is None:
-            return False
-        prepared.stop.set()
-        return True
-
-
-active_runs = ActiveRuns()
-
-
 async def until_stopped(deltas: AsyncIterator[Delta], stop: asyncio.Event) -> AsyncIterator[Delta]:
     """Pass deltas through until `stop` is set; then cancel the pending read, which closes
     the upstream request (the pipeline records the call with its partial answer)."""

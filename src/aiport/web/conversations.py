@@ -17,7 +17,7 @@ from starlette.responses import Response
 
 from aiport.accounts.authz import Action, Actor, ConversationAccess, UserAccess, authorize
 from aiport.apps import conversations as convs
-from aiport.apps.runs import PreparedRun, RunSpec, active_runs, finish_run, outcome, prepare_run, until_stopped
+from aiport.apps.runs import PreparedRun, RunSpec, finish_run, outcome, prepare_run, until_stopped
 from aiport.domain.chat import ChatRequest, Delta
 from aiport.domain.errors import GatewayError
 from aiport.gateway.call import Call
@@ -73,7 +73,7 @@ async def _events(rt: Runtime, prepared: PreparedRun, deltas: AsyncIterator[Delt
 def _closer(rt: Runtime, prepared: PreparedRun) -> Any:
     def on_close() -> None:
         rt.pipeline.finalize(prepared.call)
-        active_runs.discard(prepared)
+        rt.runs.discard(prepared)
         if not prepared.saved:  # the client left mid-stream: store the partial answer
             task = asyncio.get_running_loop().create_task(finish_run(rt.sessions, prepared))
             _background.add(task)
@@ -99,7 +99,7 @@ async def _execute(request: Request, actor: Actor, spec: RunSpec) -> Response:
         grounded = await grounded_run(rt, actor, call)  # the app's knowledge and tools (docs/knowledge.md)
         if spec.stream:
             deltas = grounded.deltas() if grounded else await rt.pipeline.open_stream(call)
-            active_runs.add(prepared)
+            await rt.runs.add(prepared)
             return SSEResponse(_events(rt, prepared, deltas), _closer(rt, prepared))
         completion = grounded.completion if grounded else await rt.pipeline.complete(call)
     except GatewayError:
@@ -192,7 +192,7 @@ async def stop(conversation_id: str, request: Request) -> dict[str, Any]:
     actor = await current_actor(request)
     async with runtime(request).sessions() as session:
         await convs.load_conversation(session, actor, conversation_id, Action.CONVERSATION_WRITE)
-    return {"conversation_id": conversation_id, "stopped": active_runs.stop(conversation_id)}
+    return {"conversation_id": conversation_id, "stopped": await runtime(request).runs.stop(conversation_id)}
 
 
 @router.patch("/conversations/{conversation_id}", summary="Rename a conversation")

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from aiport.apps.active_runs import ActiveRuns
 from aiport.config import Settings
 from aiport.gateway.assembly import Gateway, build_gateway
 from aiport.gateway.identify import KeyAuthenticator
@@ -36,6 +37,7 @@ class Runtime:
     pipeline: Pipeline
     rules: RuleBook
     gateway: Gateway
+    runs: ActiveRuns
     _background: set[asyncio.Task[None]] = field(default_factory=set)
     jobs: JobService | None = None
 
@@ -65,6 +67,8 @@ class Runtime:
         await asyncio.to_thread(count_text, "")  # load the tokenizer now, not on the first request
         keys = KeyAuthenticator(sessions, settings.key_cache_seconds)
         keys.start_watching(settings.revocation_poll_seconds)
+        runs = ActiveRuns(gateway.redis)
+        runs.start()
         return cls(
             settings=settings,
             engine=engine,
@@ -76,6 +80,7 @@ class Runtime:
             pipeline=gateway.pipeline,
             rules=gateway.rules,
             gateway=gateway,
+            runs=runs,
         )
 
     def warm_local_models(self) -> None:
@@ -95,6 +100,7 @@ class Runtime:
         if self.jobs is not None:
             await self.jobs.close()  # running jobs go back to the queue; their calls reach the audit log
         await self.keys.stop_watching()
+        await self.runs.aclose()
         await self.audit.close()
         await self.gateway.aclose()
         await self.engine.dispose()
