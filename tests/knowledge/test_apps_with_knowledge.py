@@ -78,14 +78,25 @@ def test_agent_app_uses_its_tools_and_the_admin_sees_the_trace(world: World) -> 
     assert "tool:calculator" in names and "model step 1" in names
 
 
-def test_streaming_delivers_the_grounded_answer_in_one_chunk(world: World, team_app: dict[str, Any]) -> None:
+def test_streaming_relays_the_grounded_answer_as_it_comes_with_citations_first(
+    world: World, team_app: dict[str, Any]
+) -> None:
     stream = _client(world, "a_member").chat.completions.create(
-        model="app:kn-helper", stream=True, messages=[{"role": "user", "content": "pager rotation?"}]
+        model="app:kn-helper", stream=True, messages=[{"role": "user", "content": "pager rotation this week?"}]
     )
     chunks = list(stream)
-    assert len(chunks) == 1 and chunks[0].choices[0].finish_reason == "stop"
-    delta = chunks[0].choices[0].delta
-    assert delta.content and (delta.model_extra or {})["citations"][0]["title"] == "On-call"
+    first = chunks[0].choices[0].delta
+    assert first.role == "assistant" and (first.model_extra or {})["citations"][0]["title"] == "On-call"
+    words = [c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content]
+    assert len(words) > 3 and "".join(words) == "echo: pager rotation this week?"
+    assert chunks[-1].choices[0].finish_reason == "stop"
+    assert all("citations" not in (c.choices[0].delta.model_extra or {}) for c in chunks[1:] if c.choices)
+
+    agent = _client(world, "b_member").chat.completions.create(  # with tools: the finished answer, one piece
+        model="app:kn-calc", stream=True, messages=[{"role": "user", "content": 'use calculator {"expression": "3*3"}'}]
+    )
+    pieces = list(agent)
+    assert len(pieces) == 1 and pieces[0].choices[0].delta.content == "final: 9"
 
 
 def test_a_message_contradicting_the_form_is_asked_back(world: World, fake_upstream: FakeOpenAI) -> None:
@@ -142,3 +153,31 @@ def test_app_runs_use_knowledge_and_tools(world: World, team_app: dict[str, Any]
     with world.client("b_member") as c:  # runs with the caller's access: nothing from team A's collection
         r = c.post("/api/apps/kn-helper/runs", json={"message": "When does the pager rotation change?"})
         assert r.status_code == 200 and r.json()["citations"] == []
+
+
+def test_a_streamed_app_run_with_knowledge_streams_word_by_word_and_ends_with_its_sources(
+    world: World, team_app: dict[str, Any], fake_upstream: FakeOpenAI
+) -> None:
+    question = "When does the pager rotation change, streamed?"
+    with world.client("a_member") as c:
+        with c.stream("POST", "/api/apps/kn-helper/runs", json={"message": question, "stream": True}) as s:
+            assert s.status_code == 200
+            events = [line[6:] for line in s.iter_lines() if line.startswith("data: ")]
+        header, *rest = [e if e == "[DONE]" else json.loads(e) for e in events]
+        words = [e["choices"][0]["delta"].get("content") for e in rest if isinstance(e, dict) and e.get("choices")]
+        words = [w for w in words if w]
+        assert len(words) > 3  # the model's own chunks, not one finished piece
+        assert "".join(words) == f"echo: {question}"
+        end = next(e for e in rest if isinstance(e, dict) and e.get("object") == "app.run.end")
+        assert end["status"] == "complete" and end["citations"][0]["title"] == "On-call"
+        assert "[1] On-call" in fake_upstream.requests[-1]["messages"][1]["content"]  # the sources reached the model
+        stored = c.get(f"/api/conversations/{header['conversation_id']}").json()["messages"][-1]
+        assert stored["content"] == f"echo: {question}" and stored["status"] == "complete"
+    world.gateway.flush()
+    with world.client("owner") as c:
+        rows = c.get("/api/admin/logs", params={"limit": 50}).json()["data"]
+        row = next(r for r in rows if r["request_id"] == header["request_id"])
+        trace = c.get(f"/api/admin/logs/{row['id']}").json()["trace"]
+    spans = {s["name"]: s for s in trace}
+    assert spans["retrieval"]["status"] == "ok"
+    assert spans["model"]["status"] == "ok" and spans["model"]["result_preview"] == f"echo: {question}"

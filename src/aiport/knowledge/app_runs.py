@@ -34,8 +34,14 @@ class Grounded:
     def citations(self) -> list[dict[str, Any]]:
         return self.outcome.citations
 
-    async def deltas(self) -> AsyncIterator[Delta]:
-        """The finished answer as a stream, for runs that asked for one."""
+    def deltas(self) -> AsyncIterator[Delta]:
+        """The answer as a stream, for runs that asked for one: the model's own stream with
+        knowledge alone; the finished answer in one piece after an agent's tool steps."""
+        if self.outcome.deltas is not None:
+            return self.outcome.deltas
+        return self._whole()
+
+    async def _whole(self) -> AsyncIterator[Delta]:
         if self.completion.text:
             yield Delta(text=self.completion.text)
         yield Delta(finish_reason=self.completion.finish_reason, usage=self.completion.usage)
@@ -50,7 +56,7 @@ async def _definition(rt: Runtime, call: Call) -> dict[str, Any]:
         return dict(app.draft) if app is not None else {}  # a builder's test run of the draft
 
 
-async def grounded_run(rt: Runtime, actor: Actor, call: Call) -> Grounded | None:
+async def grounded_run(rt: Runtime, actor: Actor, call: Call, *, stream: bool = False) -> Grounded | None:
     """Run `call` (composed by prepare_run) with the app's knowledge and tools, if it has any."""
     definition = await _definition(rt, call)
     knowledge = list(definition.get("knowledge") or [])
@@ -64,6 +70,7 @@ async def grounded_run(rt: Runtime, actor: Actor, call: Call) -> Grounded | None
         tools=tools,
         clarify=False,
         use_knowledge=bool(knowledge),
+        stream=stream,
     )
     outcome = await run(rt, actor, call, assist)
     if outcome.agent is not None and outcome.completion is not None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -31,14 +32,14 @@ from aiport.apps.clarify import (
     language,
 )
 from aiport.apps.clarify_vocab import topic_terms
-from aiport.domain.chat import ChatRequest, Completion, Message
+from aiport.domain.chat import ChatRequest, Completion, Delta, Message
 from aiport.domain.errors import GatewayError, NotFound
 from aiport.gateway.call import Call
 from aiport.knowledge import access
 from aiport.knowledge.analyze import terms
 from aiport.knowledge.embeddings import Embedder, minilm_available, shared_minilm
 from aiport.knowledge.search import Hit, document_chunks, fts_ranked, search
-from aiport.observe.traces import Tracer
+from aiport.observe.traces import Span, Tracer
 from aiport.store.apps import Conversation, ConversationMessage
 from aiport.store.knowledge import Chunk, Clarification, Collection, Document
 from aiport.store.models import utcnow
@@ -79,12 +80,14 @@ class Assist:
     pinned_document: str | None = None
     pinned_conversation: str | None = None
     use_knowledge: bool = True
+    stream: bool = False  # answer as a stream (without tools: the agent's steps are not streamed)
 
 
 @dataclass(slots=True)
 class Outcome:
     call: Call
     completion: Completion | None = None
+    deltas: AsyncIterator[Delta] | None = None  # instead of `completion`, for Assist.stream
     clarification: dict[str, Any] | None = None
     citations: list[dict[str, Any]] = field(default_factory=list)
     agent: dict[str, Any] | None = None
@@ -321,7 +324,12 @@ async def run(rt: Runtime, actor: Actor, call: Call, assist: Assist) -> Outcome:
                 span.result([{"title": h.title, "chunk": h.ordinal, "score": round(h.score, 4)} for h in hits])
     if hits:
         call.request = dataclasses.replace(call.request, messages=with_sources(call.request.messages, hits))
+    streaming = False
     try:
+        if assist.stream and not assist.tools:
+            deltas = await _open_traced_stream(rt, call, tracer)
+            streaming = True  # the stream saves the trace when it ends
+            return Outcome(call=call, deltas=deltas, citations=citation_views(hits))
         if assist.tools:
             ctx = ToolContext(
                 actor=actor,
@@ -362,7 +370,38 @@ async def run(rt: Runtime, actor: Actor, call: Call, assist: Assist) -> Outcome:
             span.result(completion.text or "")
         return Outcome(call=call, completion=completion, citations=citation_views(hits))
     finally:
-        await tracer.save(rt.sessions, export=settings.otel_export)
+        if not streaming:
+            await tracer.save(rt.sessions, export=settings.otel_export)
+
+
+async def _open_traced_stream(rt: Runtime, call: Call, tracer: Tracer) -> AsyncIterator[Delta]:
+    """The grounded answer as a stream. Failures before the first token raise here (after
+    the pipeline's retries and fallbacks); the model span and the trace are written when
+    the stream ends, however it ends."""
+    span = tracer.start("model", "model", {"model": call.request.model})
+    try:
+        deltas = await rt.pipeline.open_stream(call)
+    except BaseException as exc:
+        span.fail(f"{type(exc).__name__}: {exc}")
+        tracer.end(span)
+        raise
+    return _traced(rt, deltas, span, tracer)
+
+
+async def _traced(rt: Runtime, deltas: AsyncIterator[Delta], span: Span, tracer: Tracer) -> AsyncIterator[Delta]:
+    parts: list[str] = []
+    try:
+        async for delta in deltas:
+            if delta.text:
+                parts.append(delta.text)
+            yield delta
+    except BaseException as exc:
+        span.fail(f"{type(exc).__name__}: {exc}")
+        raise
+    finally:
+        span.result("".join(parts))
+        tracer.end(span)
+        await tracer.save(rt.sessions, export=rt.settings.otel_export)
 
 
 async def resume(

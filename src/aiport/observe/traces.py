@@ -67,9 +67,7 @@ class Tracer:
 
     @asynccontextmanager
     async def span(self, name: str, kind: str, args: dict[str, Any] | None = None) -> AsyncIterator[Span]:
-        parent = self._stack[-1].id if self._stack else None
-        span = Span(new_id("spn_"), self.trace_id, parent, name, kind, args, datetime.now(UTC), time.perf_counter())
-        self.spans.append(span)
+        span = self.start(name, kind, args)
         self._stack.append(span)
         try:
             yield span
@@ -78,8 +76,20 @@ class Tracer:
                 span.fail(f"{type(exc).__name__}: {exc}")
             raise
         finally:
-            span.duration_ms = round((time.perf_counter() - span.t0) * 1000, 3)
+            self.end(span)
             self._stack.pop()
+
+    def start(self, name: str, kind: str, args: dict[str, Any] | None = None) -> Span:
+        """A span that ends outside any `with` block (a streamed answer ends after the request
+        handler returned): call `end` when it is over. It has no children."""
+        parent = self._stack[-1].id if self._stack else None
+        span = Span(new_id("spn_"), self.trace_id, parent, name, kind, args, datetime.now(UTC), time.perf_counter())
+        self.spans.append(span)
+        return span
+
+    @staticmethod
+    def end(span: Span) -> None:
+        span.duration_ms = round((time.perf_counter() - span.t0) * 1000, 3)
 
     def rows(self) -> list[dict[str, Any]]:
         return [

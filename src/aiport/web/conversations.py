@@ -61,12 +61,21 @@ def _event(data: dict[str, Any]) -> bytes:
     return b"data: " + orjson.dumps(data) + b"\n\n"
 
 
-async def _events(rt: Runtime, prepared: PreparedRun, deltas: AsyncIterator[Delta]) -> AsyncIterator[bytes]:
+async def _events(
+    rt: Runtime, prepared: PreparedRun, deltas: AsyncIterator[Delta], citations: list[dict[str, Any]] | None
+) -> AsyncIterator[bytes]:
     yield _event(prepared.header())
     async for event in sse_events(prepared.call, until_stopped(deltas, prepared.stop)):
         if event == _DONE or event.startswith(b'data: {"error"'):
             await finish_run(rt.sessions, prepared)
-            yield _event({"object": "app.run.end", "status": outcome(prepared), "message_id": prepared.assistant_id})
+            end: dict[str, Any] = {
+                "object": "app.run.end",
+                "status": outcome(prepared),
+                "message_id": prepared.assistant_id,
+            }
+            if citations is not None:  # an app with knowledge or tools: the sources the answer may cite
+                end["citations"] = citations
+            yield _event(end)
         yield event
 
 
@@ -96,11 +105,12 @@ async def _execute(request: Request, actor: Actor, spec: RunSpec) -> Response:
         rt.sessions, rt.router, actor, spec, max_prompt_chars=rt.settings.app_template_max_chars, call=call
     )
     try:
-        grounded = await grounded_run(rt, actor, call)  # the app's knowledge and tools (docs/knowledge.md)
+        grounded = await grounded_run(rt, actor, call, stream=spec.stream)  # knowledge and tools (docs/knowledge.md)
         if spec.stream:
             deltas = grounded.deltas() if grounded else await rt.pipeline.open_stream(call)
             await rt.runs.add(prepared)
-            return SSEResponse(_events(rt, prepared, deltas), _closer(rt, prepared))
+            citations = grounded.citations if grounded else None
+            return SSEResponse(_events(rt, prepared, deltas, citations), _closer(rt, prepared))
         completion = grounded.completion if grounded else await rt.pipeline.complete(call)
     except GatewayError:
         await finish_run(rt.sessions, prepared)

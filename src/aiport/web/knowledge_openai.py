@@ -29,6 +29,8 @@ from aiport.knowledge.assist import (
 from aiport.observe.traces import Tracer
 from aiport.store.apps import AppVersion
 from aiport.web.runtime import Runtime
+from aiport.web.sse import SSEResponse
+from aiport.web.v1 import raw_headers, sse_events
 
 Id = Annotated[str, Field(min_length=1, max_length=64)]
 
@@ -73,6 +75,7 @@ async def openai_extension(rt: Runtime, call: Call, data: dict[str, Any]) -> Res
     carries `aiport` or the app it runs has knowledge, tools or a form the message contradicts;
     otherwise None and the call goes on as usual (cost: one lookup for app calls)."""
     raw = data.get("aiport")
+    stream = call.request.stream  # asked by the caller (an agent's steps run without streaming)
     definition = await _app_definition(rt, call)
     app_collections, app_tools = list(definition.get("knowledge") or []), list(definition.get("tools") or [])
     form = form_fields(definition, data.get("inputs")) or None
@@ -86,7 +89,7 @@ async def openai_extension(rt: Runtime, call: Call, data: dict[str, Any]) -> Res
         assert call.principal is not None
         assist = Assist(collection_ids=[], clarify=True, form=form, use_knowledge=False)
         outcome = await ask_back(rt, call, need, original_of(call, assist, []), Tracer(call.request_id))
-        return _openai_response(call, outcome)
+        return _openai_response(call, outcome, stream)
     try:
         ext = OpenAIExtension.model_validate(raw or {})
     except ValidationError as exc:
@@ -107,12 +110,14 @@ async def openai_extension(rt: Runtime, call: Call, data: dict[str, Any]) -> Res
             outcome = await resume(rt, actor, r["clarification_id"], r["choice"], r.get("text"), call)
         else:
             use = ext.collections is not None or raw is not None
+            tools = ext.tools or app_tools
             assist = Assist(
                 collection_ids=ext.collections,
-                tools=ext.tools or app_tools,
+                tools=tools,
                 clarify=ext.clarify,
                 form=form,
                 use_knowledge=use,
+                stream=stream and not tools,  # an agent's steps are not streamed
             )
             outcome = await run(rt, actor, call, assist)
     except GatewayError as exc:
@@ -120,10 +125,16 @@ async def openai_extension(rt: Runtime, call: Call, data: dict[str, Any]) -> Res
             call.fail(exc)
             rt.pipeline.finalize(call)
         raise
-    return _openai_response(call, outcome)
+    if outcome.deltas is not None:
+        return SSEResponse(
+            sse_events(call, outcome.deltas, {"citations": outcome.citations}),
+            lambda: rt.pipeline.finalize(call),
+            headers=raw_headers({**call.response_headers, "x-aiport-request-id": call.request_id}),
+        )
+    return _openai_response(call, outcome, stream)
 
 
-def _openai_response(call: Call, outcome: Outcome) -> Response:
+def _openai_response(call: Call, outcome: Outcome, stream: bool) -> Response:
     created = int(time.time())
     model = call.model.name if call.model else call.request.model
     base = {"id": "chatcmpl-" + call.request_id[4:], "created": created, "model": model, "system_fingerprint": None}
@@ -141,7 +152,7 @@ def _openai_response(call: Call, outcome: Outcome) -> Response:
             message["agent"] = outcome.agent
         finish, usage = outcome.completion.finish_reason, outcome.completion.usage.to_openai()
     headers = {**call.response_headers, "x-aiport-request-id": call.request_id}
-    if call.request.stream:
+    if stream:
         chunk = {
             **base,
             "object": "chat.completion.chunk",

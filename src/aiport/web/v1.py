@@ -147,8 +147,11 @@ def _completion_body(call: Call, completion: Completion) -> dict[str, Any]:
     }
 
 
-async def _sse_events(call: Call, deltas: AsyncIterator[Delta]) -> AsyncIterator[bytes]:
-    """Render deltas as OpenAI chat.completion.chunk events."""
+async def _sse_events(
+    call: Call, deltas: AsyncIterator[Delta], first_extra: dict[str, Any] | None = None
+) -> AsyncIterator[bytes]:
+    """Render deltas as OpenAI chat.completion.chunk events; `first_extra` goes into the first
+    chunk's delta (a grounded answer's `citations`)."""
     base = {
         "id": call.completion_id,
         "object": "chat.completion.chunk",
@@ -164,6 +167,8 @@ async def _sse_events(call: Call, deltas: AsyncIterator[Delta]) -> AsyncIterator
             if first:
                 piece["role"] = "assistant"
                 piece["content"] = ""
+                if first_extra:
+                    piece.update(first_extra)
                 first = False
             if delta.text:
                 piece["content"] = delta.text
@@ -246,7 +251,7 @@ async def chat_completions(request: Request) -> Response:
             return SSEResponse(
                 _sse_events(call, deltas),
                 lambda: rt.pipeline.finalize(call),
-                headers=_raw_headers(call.response_headers),
+                headers=raw_headers(call.response_headers),
             )
         completion = await rt.pipeline.complete(call)
     except GatewayError as exc:
@@ -287,7 +292,7 @@ def apply_cache_control(request: ChatRequest, value: str | None) -> None:
             request.cache_mode = name
 
 
-def _raw_headers(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
+def raw_headers(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
     return [(k.encode("latin-1"), v.encode("latin-1", "replace")) for k, v in headers.items()]
 
 
