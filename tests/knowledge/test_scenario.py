@@ -5,6 +5,7 @@ team is denied the collection."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -203,3 +204,80 @@ def test_the_same_as_before_offers_recent_conversations(
         r = c.post("/api/knowledge/ask", json={"message": "Do the same as before", "model": "echo"})
         choices = r.json().get("clarification", {}).get("choices", [])
         assert all(ch["value"] is None or ch["value"].get("conversation_id") != conversation_id for ch in choices)
+
+
+def test_an_app_run_asks_back_in_its_conversation_and_goes_on_with_the_choice(
+    world: World, library: dict[str, Any], fake_upstream: FakeOpenAI
+) -> None:
+    """The chat UI's path: the app with knowledge asks "which report?" in the conversation,
+    the person picks one, and the run goes on grounded in it — bad answers change nothing."""
+    sales = library["docs"]["q3-sales-report.md"]
+    with world.client("a_member") as c:
+        app = {"name": "Reports", "slug": "kn-reports", "model": "echo", "knowledge": [library["col"]["id"]]}
+        assert c.post("/api/apps", json={"definition": app, "publish": True}).status_code == 201
+        before = len(fake_upstream.requests)
+        with c.stream("POST", "/api/apps/kn-reports/runs",
+                      json={"message": "Summarize the report I uploaded last week", "stream": True}) as s:  # fmt: skip
+            events = [json.loads(line[6:]) for line in s.iter_lines() if line.startswith("data: {")]
+        assert len(fake_upstream.requests) == before  # asked back: no model call
+        header, question, end = events
+        assert question["object"] == "app.run.clarification" and question["kind"] in (
+            "close_candidates",
+            "missing_referent",
+        )
+        assert end == {"object": "app.run.end", "status": "clarification", "message_id": header["assistant_message_id"]}
+        conv_id, clar_id = header["conversation_id"], question["id"]
+        url = f"/api/conversations/{conv_id}/clarifications/{clar_id}"
+
+        shown = c.get(f"/api/conversations/{conv_id}").json()["messages"]
+        assert [m["status"] for m in shown] == ["complete", "clarification"]
+        assert shown[1]["content"] == question["question"] and shown[1]["clarification"]["resolved"] is False
+        assert shown[1]["clarification"]["choices"] == question["choices"]
+
+        assert c.post(url, json={"choice": "c99"}).status_code == 422  # not one of the choices
+        other = next(ch for ch in question["choices"] if ch["kind"] == "other")
+        assert c.post(url, json={"choice": other["id"]}).json()["error"]["param"] == "text"
+        elsewhere = c.post("/api/apps/kn-reports/runs", json={"message": "hello"}).json()["conversation_id"]
+        assert (
+            c.post(f"/api/conversations/{elsewhere}/clarifications/{clar_id}", json={"choice": "c1"}).status_code == 404
+        )
+        assert len(c.get(f"/api/conversations/{conv_id}").json()["messages"]) == 2  # nothing was written
+
+        pick = next(ch for ch in question["choices"] if ch["label"].startswith("Q3 Sales Report"))
+        r = c.post(url, json={"choice": pick["id"]})
+        assert r.status_code == 200, r.text
+        answer = r.json()
+        assert answer["status"] == "complete" and answer["conversation_id"] == conv_id
+        assert {x["document_id"] for x in answer["citations"]} == {sales["id"]}
+        assert "the document 'Q3 Sales Report'" in fake_upstream.requests[-1]["messages"][-1]["content"]
+        assert c.post(url, json={"choice": pick["id"]}).status_code == 409  # answered once
+
+        turns = c.get(f"/api/conversations/{conv_id}").json()["messages"]
+    assert [(m["role"], m["status"]) for m in turns] == [
+        ("user", "complete"), ("assistant", "clarification"), ("user", "complete"), ("assistant", "complete"),
+    ]  # fmt: skip
+    assert turns[1]["clarification"]["resolved"] is True and turns[2]["content"] == pick["label"]
+    assert turns[3]["content"].startswith("echo: ")
+
+
+def test_an_app_run_contradicting_its_form_is_asked_back(world: World) -> None:
+    definition = {
+        "name": "Notes", "slug": "kn-notes", "kind": "generator", "model": "echo",
+        "variables": [{"name": "tone", "label": "tone", "type": "select", "options": ["formal", "casual"],
+                       "default": "formal", "required": True}],
+        "system_prompt": "Write in a {{ tone }} tone.",
+    }  # fmt: skip
+    with world.client("a_member") as c:
+        assert c.post("/api/apps", json={"definition": definition, "publish": True}).status_code == 201
+        r = c.post(
+            "/api/apps/kn-notes/runs", json={"inputs": {"tone": "formal"}, "message": "Reply to Jae, make it casual"}
+        )
+        asked = r.json()
+        assert asked["status"] == "clarification" and asked["clarification"]["kind"] == "form_variable"
+        casual = next(ch for ch in asked["clarification"]["choices"] if ch["label"] == "casual")
+        url = f"/api/conversations/{asked['conversation_id']}/clarifications/{asked['clarification']['id']}"
+        with c.stream("POST", url, json={"choice": casual["id"], "stream": True}) as s:
+            text = "".join(s.iter_text())
+        assert '"app.run.end"' in text and '"status":"complete"' in text
+        plain = c.post("/api/apps/kn-notes/runs", json={"inputs": {"tone": "casual"}, "message": "Reply to Jae"})
+        assert plain.json()["status"] == "complete"  # no contradiction: no question

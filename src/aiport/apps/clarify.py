@@ -291,3 +291,21 @@ def explicit_prompt(original: str, choice: dict[str, Any], free_text: str | None
         )
         return f"{original}\n\n{note}"
     return original
+
+
+def form_fields(definition: dict[str, Any], inputs: Any) -> list[FormField]:
+    """The app's select variables with the values this call runs with (the clarify stage
+    checks the message against them)."""
+    values = inputs if isinstance(inputs, dict) else {}
+    return [
+        FormField(
+            v["name"],
+            v.get("label") or v["name"],
+            "select",
+            bool(v.get("required")),
+            tuple(v.get("options") or ()),
+            values.get(v["name"], v.get("default")),
+        )
+        for v in definition.get("variables") or []
+        if v.get("type") == "select"
+    ]

@@ -13,6 +13,7 @@ from aiport.domain.chat import Message
 from aiport.domain.errors import NotFound, Unprocessable
 from aiport.domain.ids import new_id
 from aiport.store.apps import App, Conversation, ConversationMessage
+from aiport.store.knowledge import Clarification
 from aiport.store.models import iso_utc, utcnow
 
 TITLE_LENGTH = 80
@@ -127,8 +128,42 @@ def message_view(message: ConversationMessage) -> dict[str, Any]:
     }
 
 
+def clarification_view(row: Clarification) -> dict[str, Any]:
+    """A question an app asked back, as its conversation shows it."""
+    return {
+        "id": row.id,
+        "object": "clarification",
+        "kind": row.kind,
+        "question": row.question,
+        "choices": row.choices,
+        "request_id": row.request_id,
+        "resolved": row.resolved_at is not None,
+        "resolved_choice": row.resolved_choice,
+    }
+
+
+async def message_views(
+    session: AsyncSession, org_id: str, messages: list[ConversationMessage]
+) -> list[dict[str, Any]]:
+    """Message views; an answer that asked back carries its question's choices."""
+    asked = [m.request_id for m in messages if m.status == "clarification" and m.request_id]
+    questions: dict[str, dict[str, Any]] = {}
+    if asked:
+        rows = await session.execute(
+            select(Clarification).where(Clarification.org_id == org_id, Clarification.request_id.in_(asked))
+        )
+        questions = {row.request_id: clarification_view(row) for row in rows.scalars()}
+    views = []
+    for m in messages:
+        view = message_view(m)
+        if m.request_id in questions and m.status == "clarification":
+            view["clarification"] = questions[m.request_id]
+        views.append(view)
+    return views
+
+
 def conversation_view(
-    conversation: Conversation, slug: str, messages: list[ConversationMessage] | None = None
+    conversation: Conversation, slug: str, messages: list[dict[str, Any]] | None = None
 ) -> dict[str, Any]:
     view: dict[str, Any] = {
         "id": conversation.id,
@@ -142,5 +177,5 @@ def conversation_view(
         "updated_at": iso_utc(conversation.updated_at),
     }
     if messages is not None:
-        view["messages"] = [message_view(m) for m in messages]
+        view["messages"] = messages
     return view

@@ -55,6 +55,7 @@ class RunSpec:
     stream: bool = False
     draft: bool = False  # a builder's test run of the unpublished draft
     regenerate: bool = False
+    resolve: tuple[str, str, str | None] | None = None  # answers (clarification id, choice id, free text)
 
 
 @dataclass(slots=True)
@@ -202,6 +203,8 @@ def _still_known(defn: AppDefinition, conversation: Conversation) -> dict[str, A
 
 def outcome(prepared: PreparedRun) -> str:
     call = prepared.call
+    if call.finish_reason == "clarification":
+        return "clarification"  # asked back: the answer's place holds the question
     if prepared.stop.is_set() or call.status == "client_closed":
         return "stopped"
     return "complete" if call.status == "ok" else "error"

@@ -27,6 +27,7 @@ from aiport.apps.clarify import (
     FormField,
     Need,
     Resolved,
+    check_form,
     detect,
     explicit_prompt,
     language,
@@ -250,6 +251,18 @@ async def ask_back(rt: Runtime, call: Call, need: Need, original: dict[str, Any]
     return Outcome(call=call, clarification=clarification)
 
 
+async def check_form_or_ask(rt: Runtime, call: Call, form: list[FormField]) -> Outcome | None:
+    """For an app with no knowledge or tools: ask back only when the message contradicts a
+    select field of its form ("make it casual" with tone = formal); None to run as usual."""
+    _, text = last_user_text(call.request.messages)
+    need = check_form(text, form, language(text))
+    if need is None:
+        return None
+    assist = Assist(collection_ids=[], clarify=True, form=form, use_knowledge=False)
+    org_id = call.principal.org_id if call.principal else None
+    return await ask_back(rt, call, need, original_of(call, assist, []), Tracer(call.request_id, org_id))
+
+
 def original_of(call: Call, assist: Assist, collections: list[str]) -> dict[str, Any]:
     req = call.request
     return {
@@ -405,7 +418,14 @@ async def _traced(rt: Runtime, deltas: AsyncIterator[Delta], span: Span, tracer:
 
 
 async def resume(
-    rt: Runtime, actor: Actor, clarification_id: str, choice_id: str, free_text: str | None, new_call: Call
+    rt: Runtime,
+    actor: Actor,
+    clarification_id: str,
+    choice_id: str,
+    free_text: str | None,
+    new_call: Call,
+    *,
+    stream: bool = False,
 ) -> Outcome:
     """Answer a clarification: the original request again, the choice explicit in the prompt,
     linked to the step that asked (audit `parent_request_id`, clarification row)."""
@@ -418,12 +438,7 @@ async def resume(
                 f"This clarification was already answered (request {row.resolved_request_id}).",
                 param="clarification_id",
             )
-        choice = next((c for c in row.choices if c.get("id") == choice_id), None)
-        if choice is None:
-            ids = ", ".join(c["id"] for c in row.choices)
-            raise InvalidChoice(f"Unknown choice {choice_id!r}; pick one of {ids}.", param="choice")
-        if choice.get("kind") == "other" and not (free_text or "").strip():
-            raise InvalidChoice("'Something else' needs the text of what you mean.", param="text")
+        choice = chosen(row, choice_id, free_text)
         row.resolved_at = utcnow()
         row.resolved_choice = {**choice, "text": free_text}
         row.resolved_request_id = new_call.request_id
@@ -441,6 +456,7 @@ async def resume(
         app_id=original.get("app_id"),
         app_version_id=original.get("app_version_id"),
         parent_request_id=parent,
+        stream=stream,
     )
     value = choice.get("value") or {}
     assist = Assist(
@@ -450,5 +466,30 @@ async def resume(
         pinned_document=value.get("document_id") if isinstance(value, dict) else None,
         pinned_conversation=value.get("conversation_id") if isinstance(value, dict) else None,
         use_knowledge=bool(original.get("use_knowledge", True)),
+        stream=stream and not original.get("tools"),
     )
     return await run(rt, actor, new_call, assist)
+
+
+async def pending_clarification(session: AsyncSession, actor: Actor, clarification_id: str) -> Clarification:
+    """The caller's open clarification, or the error `resume` would give (checked before a
+    conversation writes the answering turn, so a bad choice changes nothing)."""
+    row = await session.get(Clarification, clarification_id)
+    if row is None or row.user_id != actor.user_id or row.org_id != actor.org_id:
+        raise NotFound("No clarification with that id.", param="clarification_id", code="clarification_not_found")
+    if row.resolved_at is not None:
+        raise Conflict(
+            f"This clarification was already answered (request {row.resolved_request_id}).", param="clarification_id"
+        )
+    return row
+
+
+def chosen(row: Clarification, choice_id: str, free_text: str | None) -> dict[str, Any]:
+    """The choice `choice_id` of `row`, checked as `resume` checks it."""
+    choice = next((c for c in row.choices if c.get("id") == choice_id), None)
+    if choice is None:
+        ids = ", ".join(c["id"] for c in row.choices)
+        raise InvalidChoice(f"Unknown choice {choice_id!r}; pick one of {ids}.", param="choice")
+    if choice.get("kind") == "other" and not (free_text or "").strip():
+        raise InvalidChoice("'Something else' needs the text of what you mean.", param="text")
+    return dict(choice)

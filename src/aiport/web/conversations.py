@@ -19,10 +19,11 @@ from aiport.accounts.authz import Action, Actor, ConversationAccess, UserAccess,
 from aiport.apps import conversations as convs
 from aiport.apps.runs import PreparedRun, RunSpec, finish_run, outcome, prepare_run, until_stopped
 from aiport.domain.chat import ChatRequest, Delta
-from aiport.domain.errors import GatewayError
+from aiport.domain.errors import GatewayError, NotFound
 from aiport.gateway.call import Call
-from aiport.knowledge.app_runs import grounded_run
-from aiport.store.apps import App
+from aiport.knowledge.app_runs import Grounded, grounded_run, resumed_run
+from aiport.knowledge.assist import chosen, pending_clarification
+from aiport.store.apps import App, ConversationMessage
 from aiport.web.auth import current_actor
 from aiport.web.runtime import Runtime
 from aiport.web.sse import SSEResponse
@@ -91,6 +92,29 @@ def _closer(rt: Runtime, prepared: PreparedRun) -> Any:
     return on_close
 
 
+async def _asked_back(rt: Runtime, prepared: PreparedRun, clarification: dict[str, Any], stream: bool) -> Response:
+    """The run ends with a question instead of an answer (stored in the answer's place)."""
+    await finish_run(rt.sessions, prepared)
+    status = outcome(prepared)
+    if not stream:
+        body = {
+            **prepared.header(),
+            "status": status,
+            "output": clarification["question"],
+            "finish_reason": "clarification",
+            "clarification": clarification,
+        }
+        return Response(orjson.dumps(body), media_type="application/json")
+
+    async def events() -> AsyncIterator[bytes]:
+        yield _event(prepared.header())
+        yield _event({**clarification, "object": "app.run.clarification"})
+        yield _event({"object": "app.run.end", "status": status, "message_id": prepared.assistant_id})
+        yield _DONE
+
+    return SSEResponse(events(), lambda: None)
+
+
 async def _execute(request: Request, actor: Actor, spec: RunSpec) -> Response:
     rt = runtime(request)
     state = request.scope["state"]
@@ -105,7 +129,17 @@ async def _execute(request: Request, actor: Actor, spec: RunSpec) -> Response:
         rt.sessions, rt.router, actor, spec, max_prompt_chars=rt.settings.app_template_max_chars, call=call
     )
     try:
-        grounded = await grounded_run(rt, actor, call, stream=spec.stream)  # knowledge and tools (docs/knowledge.md)
+        if spec.resolve is not None:  # the answer to a question asked back
+            clarification_id, choice, text = spec.resolve
+            grounded: Grounded | None = await resumed_run(
+                rt, actor, call, clarification_id, choice, text, stream=spec.stream
+            )
+        else:  # knowledge, tools and ask-back (docs/knowledge.md)
+            grounded = await grounded_run(
+                rt, actor, call, stream=spec.stream, clarify=not spec.regenerate, inputs=prepared.conversation.inputs
+            )
+        if grounded is not None and grounded.clarification is not None:
+            return await _asked_back(rt, prepared, grounded.clarification, spec.stream)
         if spec.stream:
             deltas = grounded.deltas() if grounded else await rt.pipeline.open_stream(call)
             await rt.runs.add(prepared)
@@ -179,7 +213,7 @@ async def get_conversation(conversation_id: str, request: Request) -> dict[str, 
     actor = await current_actor(request)
     async with runtime(request).sessions() as session:
         conv = await convs.load_conversation(session, actor, conversation_id, Action.CONVERSATION_VIEW)
-        messages = await convs.messages_of(session, conv.id)
+        messages = await convs.message_views(session, conv.org_id, await convs.messages_of(session, conv.id))
         return convs.conversation_view(conv, await _slug(session, conv.app_id), messages)
 
 
@@ -194,6 +228,47 @@ async def continue_conversation(conversation_id: str, body: ContinueBody, reques
 async def regenerate(conversation_id: str, request: Request, body: RegenerateBody | None = None) -> Response:
     actor = await current_actor(request)
     spec = RunSpec(conversation_id=conversation_id, stream=bool(body and body.stream), regenerate=True)
+    return await _execute(request, actor, spec)
+
+
+class AnswerBody(BaseModel):
+    choice: str = Field(min_length=1, max_length=20, description="the id of one of the clarification's choices")
+    text: str | None = Field(None, max_length=2000, description="what you mean, with the 'something else' choice")
+    stream: bool = False
+
+
+@router.post(
+    "/conversations/{conversation_id}/clarifications/{clarification_id}",
+    summary="Answer a question the app asked back; the run goes on with that choice",
+)
+async def answer_clarification(
+    conversation_id: str, clarification_id: str, body: AnswerBody, request: Request
+) -> Response:
+    actor = await current_actor(request)
+    async with runtime(request).sessions() as session:
+        conv = await convs.load_conversation(session, actor, conversation_id, Action.CONVERSATION_WRITE)
+        row = await pending_clarification(session, actor, clarification_id)
+        asked_here = await session.execute(
+            select(ConversationMessage.id).where(
+                ConversationMessage.conversation_id == conv.id,
+                ConversationMessage.request_id == row.request_id,
+                ConversationMessage.status == "clarification",
+            )
+        )
+        if asked_here.first() is None:
+            raise NotFound(
+                "This conversation asked no question with that id.",
+                param="clarification_id",
+                code="clarification_not_found",
+            )
+        choice = chosen(row, body.choice, body.text)
+    said = (body.text or "").strip() if choice.get("kind") == "other" else str(choice.get("label") or body.choice)
+    spec = RunSpec(
+        conversation_id=conversation_id,
+        message=said,
+        stream=body.stream,
+        resolve=(clarification_id, body.choice, body.text),
+    )
     return await _execute(request, actor, spec)
 
 

@@ -13,20 +13,17 @@ from pydantic import BaseModel, Field, ValidationError
 from starlette.responses import Response
 
 from aiport.accounts.authz import load_actor
-from aiport.apps.clarify import FormField, check_form, language
+from aiport.apps.clarify import form_fields
 from aiport.domain.errors import GatewayError, InvalidRequest
 from aiport.gateway.call import Call
 from aiport.knowledge.assist import (
     Assist,
     Outcome,
-    ask_back,
-    last_user_text,
-    original_of,
+    check_form_or_ask,
     resume,
     run,
     visible_collections,
 )
-from aiport.observe.traces import Tracer
 from aiport.store.apps import AppVersion
 from aiport.web.runtime import Runtime
 from aiport.web.sse import SSEResponse
@@ -52,24 +49,6 @@ async def _app_definition(rt: Runtime, call: Call) -> dict[str, Any]:
     return dict(version.definition) if version is not None else {}
 
 
-def form_fields(definition: dict[str, Any], inputs: Any) -> list[FormField]:
-    """The app's select variables with the values this call runs with (the clarify stage
-    checks the message against them)."""
-    values = inputs if isinstance(inputs, dict) else {}
-    return [
-        FormField(
-            v["name"],
-            v.get("label") or v["name"],
-            "select",
-            bool(v.get("required")),
-            tuple(v.get("options") or ()),
-            values.get(v["name"], v.get("default")),
-        )
-        for v in definition.get("variables") or []
-        if v.get("type") == "select"
-    ]
-
-
 async def openai_extension(rt: Runtime, call: Call, data: dict[str, Any]) -> Response | None:
     """For web/v1.py: clarification, knowledge and tools on a chat completion, when the body
     carries `aiport` or the app it runs has knowledge, tools or a form the message contradicts;
@@ -82,14 +61,8 @@ async def openai_extension(rt: Runtime, call: Call, data: dict[str, Any]) -> Res
     if raw is None and not app_collections and not app_tools:
         if form is None or not rt.settings.clarify_enabled:
             return None
-        _, text = last_user_text(call.request.messages)
-        need = check_form(text, form, language(text))
-        if need is None:
-            return None
-        assert call.principal is not None
-        assist = Assist(collection_ids=[], clarify=True, form=form, use_knowledge=False)
-        outcome = await ask_back(rt, call, need, original_of(call, assist, []), Tracer(call.request_id))
-        return _openai_response(call, outcome, stream)
+        asked = await check_form_or_ask(rt, call, form)
+        return None if asked is None else _openai_response(call, asked, stream)
     try:
         ext = OpenAIExtension.model_validate(raw or {})
     except ValidationError as exc:

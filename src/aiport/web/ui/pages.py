@@ -81,12 +81,12 @@ async def app_page(request: Request, slug: str, c: str | None = None) -> Respons
             defn, version_number = loaded.draft, None
         history = await convs.list_conversations(session, me.actor, app_id=loaded.app.id, limit=50)
         current = None
-        messages: list[ConversationMessage] = []
+        messages: list[dict[str, Any]] = []
         if c:
             current = await convs.load_conversation(session, me.actor, c, Action.CONVERSATION_VIEW)
             if current.app_id != loaded.app.id:
                 raise NotFound("No conversation with that id or slug.", code="conversation_not_found")
-            messages = await convs.messages_of(session, current.id)
+            messages = await convs.message_views(session, current.org_id, await convs.messages_of(session, current.id))
     schema = form_schema(defn)
     fields = [{"name": name, **schema["properties"][name]} for name in schema["x-aiport-order"]]
     return render(
@@ -101,7 +101,7 @@ async def app_page(request: Request, slug: str, c: str | None = None) -> Respons
         draft=version_number is None,
         history=[h for h, _ in history],
         current=current,
-        messages=[convs.message_view(m) for m in messages],
+        messages=messages,
         can_edit=can_edit_app(me.actor, loaded.access),
     )
 
