@@ -57,3 +57,46 @@ def test_regenerate_copy_rename_delete(page: Any, ui_gateway: Gateway) -> None:
     page.wait_for_url("**/ui/apps/echo-chat")
     assert page.locator("#history li").count() == before - 1
     assert page.get_by_text("Greeting test").count() == 0
+
+
+def test_a_question_asked_back_is_answered_with_one_click(page: Any, ui_gateway: Gateway) -> None:
+    """The app's form says formal, the message says casual: the answer's place asks which,
+    the choices are buttons, one click goes on — and after a reload the question stays,
+    answered, without its buttons."""
+    with ui_gateway.client() as c:
+        if c.get("/api/apps/tone-mail").status_code == 404:
+            definition = {
+                "name": "Tone mail", "slug": "tone-mail", "kind": "chat", "model": "echo",
+                "variables": [{"name": "tone", "label": "Tone", "type": "select", "options": ["formal", "casual"],
+                               "default": "formal", "required": True}],
+                "system_prompt": "Write in a {{ tone }} tone.",
+            }  # fmt: skip
+            r = c.post("/api/apps", json={"definition": definition, "sharing": {"visibility": "org"}, "publish": True})
+            assert r.status_code == 201, r.text
+    login(page)
+    page.goto("/ui/apps/tone-mail")
+    page.get_by_label("Message").fill("Reply to Jae, make it casual")
+    page.keyboard.press("Enter")
+    question = page.locator("#thread .msg.assistant").last
+    choices = question.locator(".choices")
+    choices.wait_for()
+    page.wait_for_function(
+        "() => document.querySelector('#thread .msg.assistant:last-child').dataset.status === 'clarification'"
+    )
+    labels = [b.inner_text() for b in choices.get_by_role("button").all()]
+    assert labels[:2] == ["formal", "casual"], labels
+    assert "?" in question.locator("[data-md]").inner_text()
+    shot(page, "21-asked-back")
+    choices.get_by_role("button", name="casual").click()
+    page.wait_for_function("() => document.querySelectorAll('#thread .msg').length === 4")
+    page.wait_for_function(
+        "() => document.querySelector('#thread .msg.assistant:last-child').dataset.status === 'complete'"
+    )
+    turns = page.locator("#thread .msg")
+    assert turns.nth(2).inner_text().strip() == "casual"
+    assert "(Clarified: tone = casual.)" in turns.nth(3).inner_text()
+    shot(page, "22-answered")
+    page.reload()
+    assert page.locator("#thread .msg").count() == 4
+    assert page.locator("#thread .msg.assistant").first.get_attribute("data-status") == "clarification"
+    assert page.locator("#thread .choices").count() == 0  # answered: no buttons any more

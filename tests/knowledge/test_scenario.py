@@ -279,5 +279,7 @@ def test_an_app_run_contradicting_its_form_is_asked_back(world: World) -> None:
         with c.stream("POST", url, json={"choice": casual["id"], "stream": True}) as s:
             text = "".join(s.iter_text())
         assert '"app.run.end"' in text and '"status":"complete"' in text
+        conversation = c.get(f"/api/conversations/{asked['conversation_id']}").json()
+        assert conversation["inputs"]["tone"] == "casual"  # later turns keep the choice
         plain = c.post("/api/apps/kn-notes/runs", json={"inputs": {"tone": "casual"}, "message": "Reply to Jae"})
         assert plain.json()["status"] == "complete"  # no contradiction: no question

@@ -262,10 +262,15 @@ async def answer_clarification(
                 code="clarification_not_found",
             )
         choice = chosen(row, body.choice, body.text)
+        inputs = None
+        value = choice.get("value")
+        if choice.get("kind") == "form_value" and isinstance(value, dict):  # the form takes the choice for later turns
+            inputs = {**conv.inputs, value["variable"]: value["value"]}
     said = (body.text or "").strip() if choice.get("kind") == "other" else str(choice.get("label") or body.choice)
     spec = RunSpec(
         conversation_id=conversation_id,
         message=said,
+        inputs=inputs,
         stream=body.stream,
         resolve=(clarification_id, body.choice, body.text),
     )

@@ -80,6 +80,8 @@ KO: dict[str, str] = {
     "No conversations yet.": "아직 대화가 없습니다.",
     "Answer is being written…": "답변 작성 중…",
     "Process details are not available yet.": "처리 정보를 아직 불러올 수 없습니다.",
+    "Pick one": "하나를 고르세요",
+    "Say what you mean, then send.": "원하는 것을 적은 뒤 보내세요.",
     # builder
     "App builder": "앱 빌더",
     "New app": "새 앱",

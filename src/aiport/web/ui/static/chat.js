@@ -15,6 +15,8 @@ const stopBtn = document.getElementById("stop");
 const errorBox = document.getElementById("run-error");
 let conversationId = root.dataset.conversation || null;
 let running = null; // { controller, bubble }
+let answering = null; // { id, choice } — the open question whose "something else" the next message answers
+const defaultPlaceholder = input.placeholder;
 
 function formInputs() {
   const values = {};
@@ -126,6 +128,10 @@ async function stream(url, body, bubble, rollback, title = "") {
         bubble.querySelector(".process").dataset.messageId = event.assistant_message_id;
         if (event.user_message_id) bubble.previousElementSibling?.setAttribute("data-id", event.user_message_id);
         if (event.conversation_id !== conversationId) markConversation(event.conversation_id, body.message || title);
+      } else if (event.object === "app.run.clarification") {
+        text = event.question;
+        setText(bubble, text);
+        showChoices(bubble, event);
       } else if (event.object === "app.run.end") {
         bubble.dataset.status = event.status;
       } else if (event.error) {
@@ -151,6 +157,44 @@ async function stream(url, body, bubble, rollback, title = "") {
   }
   if (bubble.dataset.status === "streaming") bubble.dataset.status = "complete";
   finish(bubble, text);
+}
+
+// A question asked back: its choices as buttons under it (also rendered by _message.html).
+function showChoices(bubble, clarification) {
+  const box = document.createElement("div");
+  box.className = "choices";
+  box.dataset.clarification = clarification.id;
+  box.setAttribute("role", "group");
+  box.setAttribute("aria-label", t("Pick one"));
+  for (const c of clarification.choices) {
+    const b = document.createElement("button");
+    Object.assign(b, { type: "button", className: "chip", textContent: c.label });
+    Object.assign(b.dataset, { action: "choose", choice: c.id, kind: c.kind });
+    box.append(b);
+  }
+  bubble.querySelector("[data-md]").after(box);
+}
+
+function choose(button) {
+  const box = button.closest(".choices");
+  const id = box.dataset.clarification;
+  if (button.dataset.kind === "other") { // say it in the message box; the next send answers
+    answering = { id, choice: button.dataset.choice };
+    input.placeholder = t("Say what you mean, then send.");
+    input.focus();
+    return;
+  }
+  box.hidden = true; // optimistic: the pick becomes the next turn
+  const userBubble = newMessage("user", button.textContent, "complete");
+  const bubble = newMessage("assistant", "", "pending");
+  skeleton(bubble);
+  bubble.scrollIntoView({ block: "end" });
+  const rollback = (err) => { userBubble.remove(); bubble.remove(); box.hidden = false; toast(err.message, "error"); };
+  stream(answerUrl(id), { choice: button.dataset.choice }, bubble, rollback); // the box stays hidden once answered
+}
+
+function answerUrl(clarificationId) {
+  return `/api/conversations/${encodeURIComponent(conversationId)}/clarifications/${encodeURIComponent(clarificationId)}`;
 }
 
 function finish(bubble, text) {
@@ -194,7 +238,13 @@ form.addEventListener("submit", (event) => {
     showError(`${t("Your message was not sent:")} ${err.message}`);
     if (field) { document.querySelector("details.guided")?.setAttribute("open", ""); field.setAttribute("aria-invalid", "true"); field.focus(); }
   };
-  if (conversationId) {
+  if (conversationId && answering) { // "something else": this message answers the open question
+    const { id, choice } = answering;
+    answering = null;
+    input.placeholder = defaultPlaceholder;
+    document.querySelector(`.choices[data-clarification="${CSS.escape(id)}"]`)?.remove();
+    stream(answerUrl(id), { choice, text: message }, bubble, rollback);
+  } else if (conversationId) {
     stream(`/api/conversations/${encodeURIComponent(conversationId)}/messages`, { message }, bubble, rollback);
   } else {
     const body = { inputs, message: message || null, draft: root.dataset.draft === "true" };
@@ -222,6 +272,7 @@ thread.addEventListener("click", async (event) => {
   if (!button) return;
   const bubble = button.closest(".msg");
   const md = bubble.querySelector("[data-md]");
+  if (button.dataset.action === "choose") { if (!running && conversationId) choose(button); return; }
   if (button.dataset.action === "copy") copyText(md.dataset.source ?? md.textContent);
   if (button.dataset.action === "regenerate") {
     if (running || !conversationId) return;
