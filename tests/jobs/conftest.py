@@ -192,6 +192,14 @@ def delete_queue(url: str, queue: str) -> None:
             pass
 
 
+def purge_queue(url: str, queue: str) -> int:
+    """Drop every waiting message of `queue`, as a broker that loses them would."""
+    from kombu import Connection
+
+    with Connection(url, connect_timeout=3) as conn:
+        return int(conn.default_channel.queue_purge(queue) or 0)
+
+
 class Worker:
     """An `aiport worker` subprocess; its output is collected for failure messages."""
 

@@ -25,6 +25,7 @@ from tests.jobs.conftest import (
     broker_or_skip,
     delete_queue,
     jobs_settings,
+    purge_queue,
     start_jobs_gateway,
     wait_for,
     wait_job,
@@ -42,6 +43,8 @@ class CeleryStack:
     env: dict[str, str]
     broker: str
     workers: list[Worker]
+    broker_url: str = ""
+    queue: str = ""
 
     def worker(self, name: str, pool: str = "threads") -> Worker:
         w = Worker(self.env, name, pool).wait_ready()
@@ -57,7 +60,9 @@ def celery_stack(request: pytest.FixtureRequest, tmp_path: Any, jobs_upstream: J
     url, name = create_database()
     settings = jobs_settings(tmp_path, jobs_upstream.url, url, broker_url=broker, job_queue=queue)  # type: ignore[attr-defined]
     gw = start_jobs_gateway(settings, "postgres")
-    stack = CeleryStack(gateway=gw, env=worker_env(settings), broker=request.param, workers=[])
+    stack = CeleryStack(
+        gateway=gw, env=worker_env(settings), broker=request.param, workers=[], broker_url=broker, queue=queue
+    )
     try:
         yield stack
     finally:
@@ -206,6 +211,20 @@ def test_a_job_committed_but_never_published_is_published_by_the_sweep(celery_st
         assert wait_job(c, published, timeout=40)["status"] == "succeeded"
         job = wait_job(c, orphan_id, timeout=40)
     assert job["status"] == "succeeded" and job["result"]["note"] == "orphan" and job["attempt"] == 1
+
+
+def test_a_job_whose_message_the_broker_lost_is_published_again(celery_stack: CeleryStack) -> None:
+    """A Redis without persistence restarted, a queue purged by hand: the job row still says
+    queued, no message will ever come; once a lease has passed with the queue empty, a live
+    process publishes it again, and it runs once."""
+    gw = celery_stack.gateway
+    with gw.client() as c:
+        job_id = c.post("/api/jobs", json={"kind": "noop", "input": {"note": "lost"}}).json()["id"]
+    assert purge_queue(celery_stack.broker_url, celery_stack.queue) == 1  # its message is gone
+    celery_stack.worker("after-the-loss")
+    with gw.client() as c:
+        job = wait_job(c, job_id, timeout=40)
+    assert job["status"] == "succeeded" and job["result"]["note"] == "lost" and job["attempt"] == 1
 
 
 def test_unreachable_broker_is_a_503_and_leaves_no_orphan(tmp_path: Any, jobs_upstream: JobsUpstream) -> None:

@@ -126,5 +126,22 @@ class CeleryBackend:
     def cancelled(self, job_id: str) -> None:
         """Workers notice at their next heartbeat: the job is no longer theirs to run."""
 
+    async def waiting_messages(self) -> int | None:
+        """How many messages wait in the queue (not yet delivered to a worker), or None when
+        the broker can't say right now."""
+        return await asyncio.to_thread(self._waiting_messages)
+
+    def _waiting_messages(self) -> int | None:
+        try:
+            with self.app.connection_for_read() as conn:
+                conn.ensure_connection(max_retries=1, timeout=3)
+                declared = conn.default_channel.queue_declare(queue=self.queue, passive=True)
+                return int(declared.message_count)
+        except Exception as exc:  # a queue nobody declared yet is empty; a broker that is down can't say
+            if "NOT_FOUND" in str(exc) or "no queue" in str(exc).lower():
+                return 0
+            log.debug("jobs: could not read the queue length of %s: %s", self.queue, exc)
+            return None
+
     async def close(self) -> None:
         await asyncio.to_thread(self.app.close)

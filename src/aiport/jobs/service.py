@@ -76,11 +76,22 @@ class JobService:
         self._tasks.append(asyncio.create_task(self.webhooks.run(), name="aiport-webhooks"))
 
     async def _publish_orphans(self) -> None:
-        """Hand the broker the jobs a crashed process committed but never published (checked
-        every half lease; a job counts as orphaned one lease after its creation)."""
+        """Hand the broker the jobs it does not know about, checked every half lease:
+        - committed but never published (the process crashed in between), one lease after
+          their creation;
+        - published but lost by the broker (a Redis without persistence restarted): still
+          queued one lease after their publication while the broker's queue holds no
+          message at all. A message that was only delayed (a worker prefetched it) then
+          runs twice as a delivery, but once as a job: the second finds it claimed."""
         lease = self.settings.job_lease_seconds
         while True:
             await asyncio.sleep(max(lease / 2, 0.5))
+            try:
+                await self._republish_lost(lease)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("jobs: looking for jobs the broker lost failed")
             try:
                 for job_id in await self.store.unpublished(older_than=lease, limit=100):
                     if not await self.store.take_for_publish(job_id):
@@ -96,6 +107,18 @@ class JobService:
                 raise
             except Exception:
                 log.exception("jobs: looking for unpublished jobs failed")
+
+    async def _republish_lost(self, lease: float) -> None:
+        assert isinstance(self.backend, CeleryBackend)
+        stranded = await self.store.stranded(older_than=lease, limit=100)
+        if not stranded or await self.backend.waiting_messages() != 0:
+            return  # nothing waits, or the queue still holds messages (or can't say): they may be these
+        for job_id, published_at in stranded:
+            if not await self.store.take_for_republish(job_id, published_at):
+                continue  # another process did it, or a worker took the job meanwhile
+            await self.backend.submit(job_id)
+            log.warning("job %s was still queued %.0f s after its publication and the broker's queue is empty: "
+                        "the broker lost its message; published it again", job_id, lease)  # fmt: skip
 
     async def close(self) -> None:
         await self.backend.close()

@@ -141,6 +141,37 @@ class JobStore:
         async with self.sessions() as session:
             return list((await session.execute(q)).scalars())
 
+    async def stranded(self, *, older_than: float, limit: int) -> list[tuple[str, datetime]]:
+        """Celery jobs handed to the broker, and due, more than `older_than` seconds ago and
+        still waiting: (id, when they were published). Their message may have been lost. (A
+        retry waiting out its backoff is not due yet: its delayed message sits in a worker.)"""
+        cutoff = utcnow() - timedelta(seconds=older_than)
+        q = (
+            select(Job.id, Job.published_at)
+            .where(
+                Job.backend == "celery",
+                Job.status == "queued",
+                Job.published_at < cutoff,
+                Job.run_after < cutoff,
+            )
+            .order_by(Job.published_at)
+            .limit(limit)
+        )
+        async with self.sessions() as session:
+            rows = (await session.execute(q)).all()
+        return [(job_id, published) for job_id, published in rows if published is not None]
+
+    async def take_for_republish(self, job_id: str, published_at: datetime) -> bool:
+        """Mark a stranded job as published again now (one process wins: the one that still
+        sees the publication time it read)."""
+        async with self._write() as session:
+            result = await session.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.status == "queued", Job.published_at == published_at)
+                .values(published_at=utcnow())
+            )
+            return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
     async def take_for_publish(self, job_id: str, *, undo: bool = False) -> bool:
         """Mark an unpublished job as being published (one process wins), or `undo` that."""
         async with self._write() as session:
