@@ -84,6 +84,7 @@ HIDDEN = [
     ("b_member", "PATCH", "/api/conversations/{conv}", {"title": "mine now"}),
     ("b_member", "DELETE", "/api/conversations/{conv}", None),
     ("b_member", "POST", "/api/conversations/{conv}/stop", None),
+    ("b_member", "POST", "/api/conversations/{conv}/clarifications/clr_x", {"choice": "c1"}),
     ("owner", "GET", "/api/conversations/{foreign_conv}", None),  # another org's conversation
     ("b_member", "GET", "/api/teams/{team_a}", None),  # not a member of that team
     ("loner", "GET", "/api/teams/{team_a}", None),
