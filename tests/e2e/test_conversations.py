@@ -100,3 +100,30 @@ def test_a_question_asked_back_is_answered_with_one_click(page: Any, ui_gateway:
     assert page.locator("#thread .msg").count() == 4
     assert page.locator("#thread .msg.assistant").first.get_attribute("data-status") == "clarification"
     assert page.locator("#thread .choices").count() == 0  # answered: no buttons any more
+
+
+def test_a_grounded_answer_lists_its_sources_under_it(page: Any, ui_gateway: Gateway) -> None:
+    with ui_gateway.client() as c:
+        if c.get("/api/apps/handbook-chat").status_code == 404:
+            col = c.post("/api/knowledge/collections", json={"name": "Handbook"}).json()
+            doc = b"# Travel policy\n\n## Hotels\n\nBook hotels up to 180 euros a night through the travel desk."
+            r = c.post(
+                f"/api/knowledge/collections/{col['id']}/documents", params={"filename": "travel.md"}, content=doc
+            )
+            assert r.status_code == 201, r.text
+            definition = {"name": "Handbook chat", "slug": "handbook-chat", "kind": "chat", "model": "echo",
+                          "knowledge": [col["id"]]}  # fmt: skip
+            r = c.post("/api/apps", json={"definition": definition, "sharing": {"visibility": "org"}, "publish": True})
+            assert r.status_code == 201, r.text
+    login(page)
+    page.goto("/ui/apps/handbook-chat")
+    page.get_by_label("Message").fill("How much may a hotel night cost?")
+    page.keyboard.press("Enter")
+    page.wait_for_function(
+        "() => document.querySelector('#thread .msg.assistant:last-child')?.dataset.status === 'complete'"
+    )
+    sources = page.locator("#thread .msg.assistant .sources li")
+    assert sources.count() >= 1 and sources.first.inner_text() == "Travel policy > Hotels"
+    shot(page, "23-sources")
+    page.reload()
+    assert page.locator("#thread .msg.assistant .sources li").first.inner_text() == "Travel policy > Hotels"

@@ -150,6 +150,7 @@ def test_app_runs_use_knowledge_and_tools(world: World, team_app: dict[str, Any]
         conv = c.get(f"/api/conversations/{body['conversation_id']}").json()
     answer = [m for m in conv["messages"] if m["role"] == "assistant"][-1]
     assert answer["content"].startswith("echo: ") and answer["status"] == "complete"
+    assert answer["citations"][0]["title"] == "On-call"  # the sources stay with the answer
     with world.client("b_member") as c:  # runs with the caller's access: nothing from team A's collection
         r = c.post("/api/apps/kn-helper/runs", json={"message": "When does the pager rotation change?"})
         assert r.status_code == 200 and r.json()["citations"] == []
@@ -173,6 +174,7 @@ def test_a_streamed_app_run_with_knowledge_streams_word_by_word_and_ends_with_it
         assert "[1] On-call" in fake_upstream.requests[-1]["messages"][1]["content"]  # the sources reached the model
         stored = c.get(f"/api/conversations/{header['conversation_id']}").json()["messages"][-1]
         assert stored["content"] == f"echo: {question}" and stored["status"] == "complete"
+        assert stored["citations"] == end["citations"]
     world.gateway.flush()
     with world.client("owner") as c:
         rows = c.get("/api/admin/logs", params={"limit": 50}).json()["data"]

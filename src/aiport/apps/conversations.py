@@ -124,6 +124,7 @@ def message_view(message: ConversationMessage) -> dict[str, Any]:
         "log_id": message.log_id,
         "model": message.model,
         "error": message.error,
+        "citations": message.citations,
         "created_at": iso_utc(message.created_at),
     }
 

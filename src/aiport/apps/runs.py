@@ -68,6 +68,7 @@ class PreparedRun:
     user_message_id: str | None
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     saved: bool = False
+    citations: list[dict[str, Any]] | None = None  # the sources of a grounded answer, stored with it
 
     def header(self) -> dict[str, Any]:
         """What the client learns before the answer: where it will be stored, which version."""
@@ -225,6 +226,7 @@ async def finish_run(sessions: async_sessionmaker[AsyncSession], prepared: Prepa
         message.model = call.model.name if call.model else None
         message.log_id = call.log_id
         message.error = call.error if message.status == "error" else None
+        message.citations = prepared.citations
     return message
 
 

@@ -86,4 +86,5 @@ class ConversationMessage(Base):
     log_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
     model: Mapped[str | None] = mapped_column(String(200), nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    citations: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)  # the sources, for apps with knowledge
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -62,9 +62,7 @@ def _event(data: dict[str, Any]) -> bytes:
     return b"data: " + orjson.dumps(data) + b"\n\n"
 
 
-async def _events(
-    rt: Runtime, prepared: PreparedRun, deltas: AsyncIterator[Delta], citations: list[dict[str, Any]] | None
-) -> AsyncIterator[bytes]:
+async def _events(rt: Runtime, prepared: PreparedRun, deltas: AsyncIterator[Delta]) -> AsyncIterator[bytes]:
     yield _event(prepared.header())
     async for event in sse_events(prepared.call, until_stopped(deltas, prepared.stop)):
         if event == _DONE or event.startswith(b'data: {"error"'):
@@ -74,8 +72,8 @@ async def _events(
                 "status": outcome(prepared),
                 "message_id": prepared.assistant_id,
             }
-            if citations is not None:  # an app with knowledge or tools: the sources the answer may cite
-                end["citations"] = citations
+            if prepared.citations is not None:  # an app with knowledge or tools: the sources the answer may cite
+                end["citations"] = prepared.citations
             yield _event(end)
         yield event
 
@@ -140,11 +138,11 @@ async def _execute(request: Request, actor: Actor, spec: RunSpec) -> Response:
             )
         if grounded is not None and grounded.clarification is not None:
             return await _asked_back(rt, prepared, grounded.clarification, spec.stream)
+        prepared.citations = grounded.citations if grounded else None
         if spec.stream:
             deltas = grounded.deltas() if grounded else await rt.pipeline.open_stream(call)
             await rt.runs.add(prepared)
-            citations = grounded.citations if grounded else None
-            return SSEResponse(_events(rt, prepared, deltas, citations), _closer(rt, prepared))
+            return SSEResponse(_events(rt, prepared, deltas), _closer(rt, prepared))
         completion = grounded.completion if grounded else await rt.pipeline.complete(call)
     except GatewayError:
         await finish_run(rt.sessions, prepared)

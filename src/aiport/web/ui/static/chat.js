@@ -134,6 +134,7 @@ async function stream(url, body, bubble, rollback, title = "") {
         showChoices(bubble, event);
       } else if (event.object === "app.run.end") {
         bubble.dataset.status = event.status;
+        if (event.citations?.length) showSources(bubble, event.citations);
       } else if (event.error) {
         bubble.dataset.status = "error";
         showError(event.error.message);
@@ -157,6 +158,23 @@ async function stream(url, body, bubble, rollback, title = "") {
   }
   if (bubble.dataset.status === "streaming") bubble.dataset.status = "complete";
   finish(bubble, text);
+}
+
+// The documents a grounded answer drew on, numbered as the answer cites them (also rendered by _message.html).
+function showSources(bubble, citations) {
+  bubble.querySelector(".sources")?.remove();
+  const list = document.createElement("ol");
+  list.className = "sources";
+  list.setAttribute("aria-label", t("Sources"));
+  for (const c of citations) {
+    const li = document.createElement("li");
+    li.value = c.number;
+    li.title = c.snippet || "";
+    const heading = c.heading || "";
+    li.textContent = heading.startsWith(c.title) ? heading : heading ? `${c.title} — ${heading}` : c.title; // "Title > Section" already names it
+    list.append(li);
+  }
+  bubble.querySelector("[data-md]").after(list);
 }
 
 // A question asked back: its choices as buttons under it (also rendered by _message.html).
