@@ -192,6 +192,14 @@ def delete_queue(url: str, queue: str) -> None:
             pass
 
 
+def queue_length(url: str, queue: str) -> int:
+    """Messages waiting in `queue` (not delivered to any worker)."""
+    from kombu import Connection
+
+    with Connection(url, connect_timeout=3) as conn:
+        return int(conn.default_channel.queue_declare(queue=queue, passive=True).message_count)
+
+
 def purge_queue(url: str, queue: str) -> int:
     """Drop every waiting message of `queue`, as a broker that loses them would."""
     from kombu import Connection

@@ -16,6 +16,7 @@ from sqlalchemy import select
 
 from aiport.accounts.demo import DEMO_ADMIN_EMAIL
 from aiport.domain.principal import Principal
+from aiport.store.jobs import Job
 from aiport.store.models import User
 from tests.conftest import Gateway
 from tests.jobs.conftest import (
@@ -26,6 +27,7 @@ from tests.jobs.conftest import (
     delete_queue,
     jobs_settings,
     purge_queue,
+    queue_length,
     start_jobs_gateway,
     wait_for,
     wait_job,
@@ -211,6 +213,23 @@ def test_a_job_committed_but_never_published_is_published_by_the_sweep(celery_st
         assert wait_job(c, published, timeout=40)["status"] == "succeeded"
         job = wait_job(c, orphan_id, timeout=40)
     assert job["status"] == "succeeded" and job["result"]["note"] == "orphan" and job["attempt"] == 1
+
+
+def test_publications_are_recorded_in_batches_so_the_sweep_leaves_published_jobs_alone(
+    celery_stack: CeleryStack,
+) -> None:
+    gw = celery_stack.gateway
+    with gw.client() as c:
+        ids = [c.post("/api/jobs", json={"kind": "noop", "input": {"note": f"b{i}"}}).json()["id"] for i in range(12)]
+
+    async def unrecorded() -> list[str]:
+        async with gw.runtime.sessions() as s:
+            rows = await s.execute(select(Job.id).where(Job.id.in_(ids), Job.published_at.is_(None)))
+            return list(rows.scalars())
+
+    wait_for(lambda: not gw.server.run(unrecorded()), timeout=5, what="publications recorded")
+    time.sleep(2.5)  # past a lease (2 s here): recorded jobs are no orphans, so nothing is published twice
+    assert queue_length(celery_stack.broker_url, celery_stack.queue) == 12
 
 
 def test_a_job_whose_message_the_broker_lost_is_published_again(celery_stack: CeleryStack) -> None:

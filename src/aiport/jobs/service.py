@@ -20,6 +20,7 @@ from aiport.gateway.pipeline import Pipeline
 from aiport.jobs.backends import CeleryBackend, InProcessBackend, JobBackend
 from aiport.jobs.dispatcher import WebhookDispatcher
 from aiport.jobs.executor import JobExecutor
+from aiport.jobs.publications import PublicationLog
 from aiport.jobs.pulse import Pulse
 from aiport.jobs.registry import KINDS, KindRegistry
 from aiport.jobs.store import JobStore
@@ -66,6 +67,7 @@ class JobService:
             poll_seconds=settings.jobs_poll_seconds,
         )
         self._tasks: list[asyncio.Task[None]] = []
+        self.publications = PublicationLog(self.store)
 
     def start(self) -> None:
         """Start the background loops (needs a running event loop)."""
@@ -121,6 +123,7 @@ class JobService:
                         "the broker lost its message; published it again", job_id, lease)  # fmt: skip
 
     async def close(self) -> None:
+        await self.publications.close()
         await self.backend.close()
         for task in self._tasks:
             task.cancel()
@@ -165,10 +168,7 @@ class JobService:
                 "The job queue (broker) is unavailable, so the job was not started. Try again shortly.",
             ) from exc
         if isinstance(self.backend, CeleryBackend):
-            try:
-                await self.store.mark_published(job.id)
-            except Exception:  # harmless: the orphan sweep publishes it once more, and a copy is ignored
-                log.warning("job %s: could not record its publication", job.id, exc_info=True)
+            self.publications.add(job.id)
         self.changed.fire()
         return job, True
 

@@ -119,9 +119,11 @@ class JobStore:
         return first, False
 
     # ---- Celery hand-over ----------------------------------------------------------------
-    async def mark_published(self, job_id: str) -> None:
+    async def mark_published(self, job_ids: list[str]) -> None:
         async with self._write() as session:
-            await session.execute(update(Job).where(Job.id == job_id).values(published_at=utcnow()))
+            await session.execute(
+                update(Job).where(Job.id.in_(job_ids), Job.published_at.is_(None)).values(published_at=utcnow())
+            )
 
     async def unpublished(self, *, older_than: float, limit: int) -> list[str]:
         """Celery jobs committed but never handed to the broker: the process that created
