@@ -183,3 +183,28 @@ def test_a_streamed_app_run_with_knowledge_streams_word_by_word_and_ends_with_it
     spans = {s["name"]: s for s in trace}
     assert spans["retrieval"]["status"] == "ok"
     assert spans["model"]["status"] == "ok" and spans["model"]["result_preview"] == f"echo: {question}"
+
+
+def test_stopping_a_grounded_stream_keeps_its_trace_with_the_partial_answer(
+    world: World, team_app: dict[str, Any]
+) -> None:
+    with world.client("owner") as c:
+        definition = {"name": "Slow", "slug": "kn-slow", "model": "slowstream", "knowledge": [team_app["id"]]}
+        r = c.post("/api/apps", json={"definition": definition, "sharing": {"visibility": "org"}, "publish": True})
+        assert r.status_code == 201, r.text
+    with world.client("a_member") as c:
+        with c.stream("POST", "/api/apps/kn-slow/runs", json={"message": "pager rotation?", "stream": True}) as s:
+            lines = (line[6:] for line in s.iter_lines() if line.startswith("data: "))
+            header = json.loads(next(lines))
+            next(lines)  # the first words arrived
+            assert c.post(f"/api/conversations/{header['conversation_id']}/stop").json()["stopped"] is True
+            rest = [e if e == "[DONE]" else json.loads(e) for e in lines]
+        end = next(e for e in rest if isinstance(e, dict) and e.get("object") == "app.run.end")
+        assert end["status"] == "stopped" and end["citations"][0]["title"] == "On-call"
+    world.gateway.flush()
+    with world.client("owner") as c:
+        rows = c.get("/api/admin/logs", params={"limit": 50}).json()["data"]
+        row = next(r for r in rows if r["request_id"] == header["request_id"])
+        trace = c.get(f"/api/admin/logs/{row['id']}").json()["trace"]
+    model = next(s for s in trace if s["name"] == "model")
+    assert model["status"] == "ok" and model["result_preview"].startswith("w0")  # partial, not an error

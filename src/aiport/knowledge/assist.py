@@ -10,6 +10,7 @@ call that asks back never reaches admission, so nothing is reserved or billed fo
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 from collections.abc import AsyncIterator
@@ -408,6 +409,8 @@ async def _traced(rt: Runtime, deltas: AsyncIterator[Delta], span: Span, tracer:
             if delta.text:
                 parts.append(delta.text)
             yield delta
+    except (asyncio.CancelledError, GeneratorExit):
+        raise  # stopped or left by the caller: the span keeps the partial answer, not an error
     except BaseException as exc:
         span.fail(f"{type(exc).__name__}: {exc}")
         raise
