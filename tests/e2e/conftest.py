@@ -110,6 +110,20 @@ def login(page: Any, email: str = ADMIN_EMAIL, password: str = DEMO_PASSWORD) ->
     page.wait_for_url("**/ui/")
 
 
+def publish_app(client: httpx.Client, definition: dict[str, Any]) -> None:
+    """Publish an app for the whole organization, once per test session."""
+    if client.get(f"/api/apps/{definition['slug']}").status_code == 404:
+        r = client.post("/api/apps", json={"definition": definition, "sharing": {"visibility": "org"}, "publish": True})
+        assert r.status_code == 201, r.text
+
+
+def send_message(page: Any, slug: str, text: str) -> None:
+    """Open the app's chat and send `text` from the keyboard."""
+    page.goto(f"/ui/apps/{slug}")
+    page.get_by_label("Message").fill(text)
+    page.keyboard.press("Enter")
+
+
 def shot(page: Any, name: str) -> None:
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 

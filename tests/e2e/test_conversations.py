@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from tests.conftest import Gateway
-from tests.e2e.conftest import login, shot
+from tests.e2e.conftest import login, publish_app, send_message, shot
 from tests.e2e.test_safety_a11y import _chat_app
 
 
@@ -64,19 +64,14 @@ def test_a_question_asked_back_is_answered_with_one_click(page: Any, ui_gateway:
     the choices are buttons, one click goes on — and after a reload the question stays,
     answered, without its buttons."""
     with ui_gateway.client() as c:
-        if c.get("/api/apps/tone-mail").status_code == 404:
-            definition = {
-                "name": "Tone mail", "slug": "tone-mail", "kind": "chat", "model": "echo",
-                "variables": [{"name": "tone", "label": "Tone", "type": "select", "options": ["formal", "casual"],
-                               "default": "formal", "required": True}],
-                "system_prompt": "Write in a {{ tone }} tone.",
-            }  # fmt: skip
-            r = c.post("/api/apps", json={"definition": definition, "sharing": {"visibility": "org"}, "publish": True})
-            assert r.status_code == 201, r.text
+        publish_app(c, {
+            "name": "Tone mail", "slug": "tone-mail", "kind": "chat", "model": "echo",
+            "variables": [{"name": "tone", "label": "Tone", "type": "select", "options": ["formal", "casual"],
+                           "default": "formal", "required": True}],
+            "system_prompt": "Write in a {{ tone }} tone.",
+        })  # fmt: skip
     login(page)
-    page.goto("/ui/apps/tone-mail")
-    page.get_by_label("Message").fill("Reply to Jae, make it casual")
-    page.keyboard.press("Enter")
+    send_message(page, "tone-mail", "Reply to Jae, make it casual")
     question = page.locator("#thread .msg.assistant").last
     choices = question.locator(".choices")
     choices.wait_for()
@@ -111,14 +106,10 @@ def test_a_grounded_answer_lists_its_sources_under_it(page: Any, ui_gateway: Gat
                 f"/api/knowledge/collections/{col['id']}/documents", params={"filename": "travel.md"}, content=doc
             )
             assert r.status_code == 201, r.text
-            definition = {"name": "Handbook chat", "slug": "handbook-chat", "kind": "chat", "model": "echo",
-                          "knowledge": [col["id"]]}  # fmt: skip
-            r = c.post("/api/apps", json={"definition": definition, "sharing": {"visibility": "org"}, "publish": True})
-            assert r.status_code == 201, r.text
+            publish_app(c, {"name": "Handbook chat", "slug": "handbook-chat", "kind": "chat", "model": "echo",
+                            "knowledge": [col["id"]]})  # fmt: skip
     login(page)
-    page.goto("/ui/apps/handbook-chat")
-    page.get_by_label("Message").fill("How much may a hotel night cost?")
-    page.keyboard.press("Enter")
+    send_message(page, "handbook-chat", "How much may a hotel night cost?")
     page.wait_for_function(
         "() => document.querySelector('#thread .msg.assistant:last-child')?.dataset.status === 'complete'"
     )

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from tests.conftest import Gateway
-from tests.e2e.conftest import DEMO_PASSWORD, login
+from tests.e2e.conftest import DEMO_PASSWORD, login, publish_app
 
 UNLABELLED = """() => [...document.querySelectorAll('input, select, textarea, button')]
   .filter((el) => el.type !== 'hidden' && el.offsetParent !== null)
@@ -19,11 +19,7 @@ UNLABELLED = """() => [...document.querySelectorAll('input, select, textarea, bu
 
 def _chat_app(gw: Gateway) -> None:
     with gw.client() as c:
-        r = c.get("/api/apps/echo-chat")
-        if r.status_code == 404:
-            definition = {"name": "Echo chat", "slug": "echo-chat", "kind": "chat", "model": "echo"}
-            r = c.post("/api/apps", json={"definition": definition, "sharing": {"visibility": "org"}, "publish": True})
-            assert r.status_code == 201, r.text
+        publish_app(c, {"name": "Echo chat", "slug": "echo-chat", "kind": "chat", "model": "echo"})
 
 
 def test_model_output_cannot_inject_html(page: Any, ui_gateway: Gateway) -> None:

@@ -37,6 +37,8 @@ from aiport.apps.clarify_vocab import (
     title_has_noun,
 )
 from aiport.knowledge.analyze import terms
+from aiport.store.knowledge import Clarification
+from aiport.store.models import iso_utc
 
 MAX_CHOICES = 4  # plus "something else" = 5
 
@@ -309,3 +311,20 @@ def form_fields(definition: dict[str, Any], inputs: Any) -> list[FormField]:
         for v in definition.get("variables") or []
         if v.get("type") == "select"
     ]
+
+
+def clarification_view(row: Clarification) -> dict[str, Any]:
+    """A stored question asked back, as the API shows it (on its own or in a conversation)."""
+    return {
+        "id": row.id,
+        "object": "clarification",
+        "kind": row.kind,
+        "question": row.question,
+        "choices": row.choices,
+        "request_id": row.request_id,
+        "created_at": iso_utc(row.created_at),
+        "resolved": row.resolved_at is not None,
+        "resolved_at": iso_utc(row.resolved_at),
+        "resolved_choice": row.resolved_choice,
+        "resolved_request_id": row.resolved_request_id,
+    }

@@ -9,6 +9,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from aiport.accounts.authz import Action, Actor, ConversationAccess, authorize
+from aiport.apps.clarify import clarification_view
 from aiport.domain.chat import Message
 from aiport.domain.errors import NotFound, Unprocessable
 from aiport.domain.ids import new_id
@@ -126,20 +127,6 @@ def message_view(message: ConversationMessage) -> dict[str, Any]:
         "error": message.error,
         "citations": message.citations,
         "created_at": iso_utc(message.created_at),
-    }
-
-
-def clarification_view(row: Clarification) -> dict[str, Any]:
-    """A question an app asked back, as its conversation shows it."""
-    return {
-        "id": row.id,
-        "object": "clarification",
-        "kind": row.kind,
-        "question": row.question,
-        "choices": row.choices,
-        "request_id": row.request_id,
-        "resolved": row.resolved_at is not None,
-        "resolved_choice": row.resolved_choice,
     }
 
 

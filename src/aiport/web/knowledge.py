@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 
 from aiport.accounts.authz import Actor
+from aiport.apps.clarify import clarification_view
 from aiport.apps.compose import resolve_model
 from aiport.domain.chat import ChatRequest
 from aiport.domain.errors import (
@@ -41,7 +42,7 @@ from aiport.knowledge.documents import (
 from aiport.knowledge.search import search
 from aiport.observe.traces import load_tree
 from aiport.store.knowledge import Clarification, Collection, Document
-from aiport.store.models import AuditLog, iso_utc
+from aiport.store.models import AuditLog
 from aiport.web.auth import current_actor
 from aiport.web.knowledge_openai import openai_extension
 from aiport.web.runtime import Runtime
@@ -333,18 +334,7 @@ async def get_clarification(clarification_id: str, request: Request) -> dict[str
         row = await session.get(Clarification, clarification_id)
     if row is None or row.user_id != actor.user_id or row.org_id != actor.org_id:
         raise NotFound("No clarification with that id.", param="clarification_id", code="clarification_not_found")
-    return {
-        "id": row.id,
-        "object": "clarification",
-        "kind": row.kind,
-        "question": row.question,
-        "choices": row.choices,
-        "request_id": row.request_id,
-        "created_at": iso_utc(row.created_at),
-        "resolved_at": iso_utc(row.resolved_at),
-        "resolved_choice": row.resolved_choice,
-        "resolved_request_id": row.resolved_request_id,
-    }
+    return clarification_view(row)
 
 
 @router.post("/clarifications/{clarification_id}/resolve", summary="Pick a choice: the request resumes with it")
