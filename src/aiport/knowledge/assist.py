@@ -399,15 +399,14 @@ async def _open_traced_stream(rt: Runtime, call: Call, tracer: Tracer) -> AsyncI
         span.fail(f"{type(exc).__name__}: {exc}")
         tracer.end(span)
         raise
-    return _traced(rt, deltas, span, tracer)
+    return _traced(rt, call, deltas, span, tracer)
 
 
-async def _traced(rt: Runtime, deltas: AsyncIterator[Delta], span: Span, tracer: Tracer) -> AsyncIterator[Delta]:
-    parts: list[str] = []
+async def _traced(
+    rt: Runtime, call: Call, deltas: AsyncIterator[Delta], span: Span, tracer: Tracer
+) -> AsyncIterator[Delta]:
     try:
         async for delta in deltas:
-            if delta.text:
-                parts.append(delta.text)
             yield delta
     except (asyncio.CancelledError, GeneratorExit):
         raise  # stopped or left by the caller: the span keeps the partial answer, not an error
@@ -415,7 +414,7 @@ async def _traced(rt: Runtime, deltas: AsyncIterator[Delta], span: Span, tracer:
         span.fail(f"{type(exc).__name__}: {exc}")
         raise
     finally:
-        span.result("".join(parts))
+        span.result(call.output_text)  # the pipeline keeps what was relayed, partial or whole
         tracer.end(span)
         await tracer.save(rt.sessions, export=rt.settings.otel_export)
 
